@@ -1,0 +1,54 @@
+"""Error types. Every error s4dc raises on bad input is an S4dcError subclass
+whose message is one line naming what and where, so the CLI can print it and
+exit non-zero without a traceback."""
+from __future__ import annotations
+
+
+class S4dcError(Exception):
+    """Base class of every error s4dc reports to a user."""
+
+    exit_code = 2
+
+
+class ModelLoadError(S4dcError):
+    """The input is not a readable, valid ONNX model."""
+
+
+class UnsupportedOpError(S4dcError):
+    """An ONNX node s4dc cannot map to Loihi 2."""
+
+
+class UnsupportedPatternError(S4dcError):
+    """Supported ops arranged in a way s4dc cannot map (layout, shapes, coupling)."""
+
+
+class InvalidWeightsError(S4dcError):
+    """NaN or Inf in a weight tensor."""
+
+
+class DynamicShapeError(S4dcError):
+    """A dimension s4dc needs to know is not fixed (e.g. a dynamic time length)."""
+
+
+class UnstableSystemError(S4dcError):
+    """A state matrix with an eigenvalue on or outside the unit circle."""
+
+
+class IllConditionedError(S4dcError):
+    """Eigenvectors too ill-conditioned to diagonalize a dense state matrix."""
+
+
+class KernelFitError(S4dcError):
+    """No stable realization within the state budget fits a kernel to tolerance."""
+
+
+class IRVerificationError(S4dcError):
+    """The IR failed a structural check (shapes, dtypes, connectivity)."""
+
+
+class NetworkFormatError(S4dcError):
+    """A saved network directory is missing files or has an unknown version."""
+
+
+class InputDataError(S4dcError):
+    """Run-time input of the wrong shape or dtype."""
