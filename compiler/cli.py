@@ -1,0 +1,115 @@
+"""Command line: `s4dc MODEL.onnx -o OUT/` compiles, `s4dc run OUT/ X.npy -o Y.npy` runs.
+
+Every S4dcError ends the command with one line on stderr and exit status 2,
+and no output is left behind.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from s4dc import __version__
+from s4dc.errors import InputDataError, S4dcError
+
+
+def _compile_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="s4dc", description="Compile an ONNX S4D model for Loihi 2. "
+                                "Other commands: 's4dc run OUT/ X.npy -o Y.npy'.")
+    p.add_argument("model", help="ONNX model file")
+    p.add_argument("-o", "--out", required=True, help="output folder (written atomically)")
+    p.add_argument("--float", dest="float_only", action="store_true",
+                   help="skip quantization (the only mode in this version)")
+    p.add_argument("--seq-len", type=int, help="time length, for models whose time axis is dynamic")
+    p.add_argument("--fit-tol", type=float, default=1e-5,
+                   help="kernel fit: max relative L2 error per channel (default 1e-5)")
+    p.add_argument("--max-modes", type=int, default=64,
+                   help="kernel fit: max complex modes per channel (default 64)")
+    p.add_argument("--cond-max", type=float, default=1e8,
+                   help="diagonalize: max eigenvector condition number (default 1e8)")
+    p.add_argument("--verify", action="store_true", help="check every pass numerically against the frontend")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--version", action="version", version=f"s4dc {__version__}")
+    return p
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="s4dc run", description="Run a compiled network on an input array.")
+    p.add_argument("net", help="compiled network folder")
+    p.add_argument("input", help=".npy array, float32, (batch, time, features)")
+    p.add_argument("-o", "--out", required=True, help=".npy file for the output")
+    p.add_argument("-q", "--quiet", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "run":
+            return _run(_run_parser().parse_args(argv[1:]))
+        if argv and argv[0] == "compile":
+            argv = argv[1:]
+        return _compile(_compile_parser().parse_args(argv))
+    except S4dcError as e:
+        print(f"s4dc: error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+def _compile(a: argparse.Namespace) -> int:
+    import s4dc
+
+    say = (lambda m: None) if a.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    t0 = time.perf_counter()
+    net = s4dc.compile(a.model, progress=say, float_only=True, seq_len=a.seq_len, fit_tol=a.fit_tol,
+                       max_modes=a.max_modes, cond_max=a.cond_max, verify_numerics=a.verify)
+    out = net.save(a.out)
+    if not a.quiet:
+        print(_summary(net, out, time.perf_counter() - t0))
+    return 0
+
+
+def _summary(net, out: Path, seconds: float) -> str:
+    g = net.graph
+    lines = [f"compiled {net.manifest['source']['file']} -> {out}/ in {seconds:.2f} s", "layers:"]
+    for line in g.summary().splitlines():
+        lines.append("  " + line)
+    lines.append("passes:")
+    for rec, (key, secs) in zip(net.manifest["passes"], net.timings.items()):
+        ch = ", ".join(f"{k}={v}" for k, v in rec["changes"].items()) or "no change"
+        lines.append(f"  {rec['pass']:<16} {secs * 1e3:8.1f} ms  {ch}")
+    return "\n".join(lines)
+
+
+def _run(a: argparse.Namespace) -> int:
+    import s4dc
+
+    net = s4dc.load(a.net)
+    try:
+        x = np.load(a.input, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise InputDataError(f"{a.input}: cannot read a .npy array ({e})") from None
+    y = net.run(x)
+    outs = y if isinstance(y, list) else [y]
+    if len(outs) != 1:
+        raise InputDataError("the network has several outputs; use the library API")
+    out = Path(a.out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".npy", dir=out.parent if str(out.parent) else ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, outs[0].astype(np.float32))
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if not a.quiet:
+        print(f"{a.input} {tuple(x.shape)} -> {out} {tuple(outs[0].shape)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

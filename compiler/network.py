@@ -1,0 +1,96 @@
+"""A compiled network: the IR plus what it was compiled from, and how to run,
+save and load it. `OUT/` layout and format: docs/net_format.md."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from s4dc.errors import InputDataError, NetworkFormatError
+from s4dc.ir.graph import Graph
+from s4dc.ir.serialize import dump_json, load_graph, save_graph
+from s4dc.ir.verify import verify
+from s4dc.targets.float_exec import FloatExecutor
+
+NET_FORMAT = "s4dc-net"
+NET_FORMAT_VERSION = 1
+
+
+class Network:
+    """Run with `run(x)` (x: (batch, time, features)) or token by token with
+    `step(x_t)`; `trace(x)` gives every layer's output."""
+
+    def __init__(self, graph: Graph, manifest: dict[str, Any], timings: dict[str, float] | None = None):
+        self.graph = graph
+        self.manifest = manifest
+        self.timings = timings or {}
+        self._exec = FloatExecutor(graph)
+
+    # -- running --------------------------------------------------------
+    def _input(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating):
+            raise InputDataError(f"input must be float32, got dtype {x.dtype}")
+        if self.graph.meta.get("input_rank") == 2 and x.ndim == 2:
+            x = x[..., None]
+        return x
+
+    def run(self, x: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        """Outputs shaped exactly as the ONNX model's."""
+        return self._exec.run(self._input(x))
+
+    def trace(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return self._exec.trace(self._input(x))
+
+    def step(self, x_t: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        return self._exec.step(x_t)
+
+    def reset(self) -> None:
+        self._exec.reset()
+
+    # -- disk -----------------------------------------------------------
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write OUT/ atomically: into a temporary sibling, then renamed, so a
+        failure never leaves a half-written OUT/."""
+        out = Path(folder)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            save_graph(self.graph, tmp)
+            (tmp / "manifest.json").write_text(dump_json(self.manifest))
+            (tmp / "timings.json").write_text(dump_json(self.timings))
+            old = None
+            if out.exists():
+                old = out.with_name(f".{out.name}.old-{os.getpid()}")
+                out.rename(old)
+            tmp.rename(out)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+
+def load(folder: str | os.PathLike) -> Network:
+    """Load a network written by `Network.save` (or `s4dc MODEL -o OUT`)."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError) as e:
+        raise NetworkFormatError(f"{folder}: not an s4dc network (manifest.json: {e})") from None
+    if manifest.get("format") != NET_FORMAT or manifest.get("format_version") != NET_FORMAT_VERSION:
+        raise NetworkFormatError(f"{folder}/manifest.json: format {manifest.get('format')!r} version "
+                                 f"{manifest.get('format_version')!r}; this s4dc reads {NET_FORMAT} "
+                                 f"version {NET_FORMAT_VERSION}")
+    graph = verify(load_graph(folder))
+    try:
+        timings = json.loads((folder / "timings.json").read_text())
+    except (OSError, ValueError):
+        timings = {}
+    return Network(graph, manifest, timings)

@@ -1,0 +1,199 @@
+"""The recurrent form: an ONNX Scan whose body is a linear state update.
+
+Rather than matching the body's ops (Einsum, MatMul, Mul/ReduceSum, real and
+imaginary parts ... all appear in practice), the body is *measured*: onnx's
+reference evaluator runs it once on a batch of probes (zero, every unit state
+and input vector, random vectors). That gives A, B, C, D exactly for a
+linear body, and the random probes prove linearity or refuse the node. The
+per-channel (S4D) structure is then read off the coupling graph.
+"""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from s4dc.errors import UnsupportedPatternError
+from s4dc.frontend import Frontend, where
+from s4dc.handlers import _attr, handles
+from s4dc.values import PROBE_BATCHES, Act, Const, Sym
+
+MAX_PROBED_STATES = 4096  # the probe batch is S + H rows of S values each
+
+
+def _fail(node, what: str) -> UnsupportedPatternError:
+    return UnsupportedPatternError(f"{where(node)}: {what}")
+
+
+def _outer_names(body: onnx.GraphProto) -> set[str]:
+    """Names the body reads from the enclosing scope."""
+    defined = {i.name for i in body.input} | {i.name for i in body.initializer}
+    used: set[str] = set()
+    for n in body.node:
+        used.update(x for x in n.input if x)
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                used |= _outer_names(a.g)
+        defined.update(n.output)
+    return used - defined
+
+
+def _initial_state(node, v) -> np.ndarray:
+    """An initial state value at probe batch size, checked to be all zeros."""
+    if isinstance(v, Act):
+        raise _fail(node, "initial state computed from activation values")
+    arr = v.values[0] if isinstance(v, Sym) else v.value
+    if np.any(arr != 0):
+        raise _fail(node, "initial state is not zero; S4D layers start from a zero state")
+    return arr
+
+
+@handles("Scan")
+def lower_scan(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
+    body: onnx.GraphProto = _attr(node, "body")
+    m = _attr(node, "num_scan_inputs")
+    n_state = len(ins) - m
+    if m != 1:
+        raise _fail(node, f"{m} scan inputs; s4dc maps a Scan over one input sequence")
+    if any(d != 0 for d in (_attr(node, "scan_input_directions") or []) + (_attr(node, "scan_output_directions") or [])):
+        raise _fail(node, "reverse-direction scan; Loihi 2 runs forward in time")
+    u = ins[n_state]
+    if not isinstance(u, Act) or u.pad:
+        raise _fail(node, "the scanned input must be an activation")
+    in_axis = (_attr(node, "scan_input_axes") or [0])[0] % len(u.axes)
+    if u.axes[in_axis] != "T":
+        raise _fail(node, f"scans axis {in_axis} ({u.axes[in_axis]}) of a {u.axes} activation, not time")
+    step_axes = u.axes[:in_axis] + u.axes[in_axis + 1:]
+    if step_axes[0] != "B":
+        raise _fail(node, "the per-step input must have the batch axis first")
+    inits = [_initial_state(node, v) for v in ins[:n_state]]
+    state_shapes = [a.shape[1:] if a.ndim and a.shape[0] == PROBE_BATCHES[0] else a.shape for a in inits]
+    n_scan_out = len(node.output) - n_state
+    used = [i for i in range(n_scan_out)
+            if node.output[n_state + i] and (fe.readers.get(node.output[n_state + i]) or
+                                             node.output[n_state + i] in fe.graph_outputs)]
+    for i in range(n_state):
+        o = node.output[i]
+        if o and (fe.readers.get(o) or o in fe.graph_outputs):
+            raise _fail(node, "the final state is read after the scan; only per-step outputs map")
+    if len(used) != 1:
+        raise _fail(node, f"{len(used)} scan outputs are used; s4dc maps exactly one")
+    k_out = used[0]
+
+    # -- measure the body ------------------------------------------------------
+    sizes = [int(np.prod(s)) for s in state_shapes]
+    S, H = sum(sizes), u.features
+    if S > MAX_PROBED_STATES:
+        raise _fail(node, f"state of {S} values is too large to probe (max {MAX_PROBED_STATES}); "
+                          "export the canonical or the convolution form instead")
+    rng = np.random.default_rng(0)
+    r1, r2 = rng.standard_normal((2, S + H))
+    probes = np.concatenate([np.zeros((1, S + H)), np.eye(S + H), np.stack([r1, r2, r1 + r2, 3 * r1])])
+    outs = _run_body(fe, node, body, probes, state_shapes, step_axes, u, n_state)
+    new_state = np.concatenate([o.reshape(len(probes), -1) for o in outs[:n_state]], axis=1)
+    y_raw = outs[n_state + k_out]
+    y = y_raw.reshape(len(probes), -1)
+    f = np.concatenate([new_state, y], axis=1).astype(np.float64)
+    f0, cols, rnd = f[0], f[1:1 + S + H] - f[0], f[1 + S + H:]
+    scale = max(np.abs(f).max(), 1.0)
+    dev = max(np.abs(rnd[0] + rnd[1] - f0 - rnd[2]).max(), np.abs(3 * rnd[0] - 2 * f0 - rnd[3]).max()) / scale
+    if dev > 1e-4:
+        raise _fail(node, f"the body is not linear in (state, input) (deviation {dev:.2g}); s4dc maps "
+                          "linear state updates x' = A x + B u, y = C x + D u")
+    if np.abs(f0[:S]).max(initial=0.0) > 1e-6 * scale:
+        raise _fail(node, "the state update has a constant term")
+    A, B = cols[:S, :S].T, cols[S:, :S].T
+    C_old, D_old, y_bias = cols[:S, S:].T, cols[S:, S:].T, f0[S:]
+    Hout = y.shape[1]
+    if Hout != H:
+        raise _fail(node, f"maps {H} channels to {Hout}; an S4D layer keeps the channel count")
+    # The body's output may read the old state; the IR reads the new one:
+    # y = C_old x_old + D_old u = C (A x_old + B u) + D u  =>  C = C_old A^-1.
+    reads_old = bool(np.abs(C_old).max(initial=0) > 0)
+    if reads_old:
+        cond = np.linalg.cond(A) if S else 1.0
+        if not np.isfinite(cond) or cond > 1e10:
+            raise _fail(node, f"the output reads the state and A is singular (condition {cond:.3g})")
+        C = np.linalg.solve(A.T, C_old.T).T
+        D = D_old - C @ B
+    else:
+        C, D = C_old, D_old
+    channels = _split_channels(node, A, B, C, D, H)
+    N = max((len(s) for s in channels), default=0)
+    Ah, Bh, Ch = np.zeros((H, N, N)), np.zeros((H, N)), np.zeros((H, N))
+    for h, idx in enumerate(channels):
+        n = len(idx)
+        Ah[h, :n, :n] = A[np.ix_(idx, idx)]
+        Bh[h, :n], Ch[h, :n] = B[idx, h], C[h, idx]
+    t = fe.emit(node, "ssm", [u.tensor], H, True,
+                params={"A": Ah, "B": Bh, "C": Ch, "D": np.diag(D).copy(), "bias": y_bias.copy()},
+                attrs={"form": "dense", "time": "discrete", "folded": False})
+    # Labels of the per-step output, then the time axis where Scan stacks it.
+    y_axes = ["B"] + ["F" if d == H and H != 1 else "1" for d in y_raw.shape[1:]]
+    if H == 1 and "F" not in y_axes and len(y_axes) > 1:
+        y_axes[-1] = "F"
+    out_axis = (_attr(node, "scan_output_axes") or [0] * n_scan_out)[k_out] % (len(y_axes) + 1)
+    y_axes.insert(out_axis, "T")
+    outs_v = [None] * len(node.output)
+    outs_v[n_state + k_out] = Act(t, tuple(y_axes), H, u.time)
+    return outs_v
+
+
+def _run_body(fe, node, body, probes, state_shapes, step_axes, u, n_state) -> list[np.ndarray]:
+    P = len(probes)
+    feeds, off = {}, 0
+    for inp, shp in zip(body.input[:n_state], state_shapes):
+        size = int(np.prod(shp))
+        feeds[inp.name] = probes[:, off:off + size].reshape((P,) + tuple(shp)).astype(np.float32)
+        off += size
+    step_shape = tuple(1 if a == "1" else u.features for a in step_axes[1:])
+    feeds[body.input[n_state].name] = probes[:, off:].reshape((P,) + step_shape).astype(np.float32)
+    g = onnx.GraphProto()
+    g.CopyFrom(body)
+    for name in sorted(_outer_names(body)):
+        v = fe.values.get(name)
+        if not isinstance(v, Const):
+            raise _fail(node, f"the body reads '{name}' from outside, which is not a constant")
+        g.initializer.append(numpy_helper.from_array(np.asarray(v.value), name))
+    # Body shapes are written for the real batch; the probes use their own.
+    for vi in list(g.input) + list(g.output):
+        vi.type.tensor_type.ClearField("shape")
+    del g.value_info[:]
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", fe.opset)])
+    try:
+        return [np.asarray(o) for o in ReferenceEvaluator(model).run(None, feeds)]
+    except Exception as e:
+        raise _fail(node, f"cannot evaluate the Scan body ({str(e).splitlines()[0]})") from None
+
+
+def _split_channels(node, A, B, C, D, H) -> list[list[int]]:
+    """States of each channel, from the coupling graph; refuse cross-channel coupling."""
+    S = A.shape[0]
+    # Probing runs in the body's float32: treat what float32 rounding leaves as zero.
+    tol = 1e-5 * max(np.abs(A).max(initial=0), np.abs(B).max(initial=0), np.abs(C).max(initial=0), 1e-30)
+    g = nx.Graph()
+    g.add_nodes_from(("s", i) for i in range(S))
+    g.add_nodes_from(("c", h) for h in range(H))
+    for i, j in zip(*np.nonzero(np.abs(A) > tol)):
+        g.add_edge(("s", int(i)), ("s", int(j)))
+    for i, h in zip(*np.nonzero(np.abs(B) > tol)):
+        g.add_edge(("s", int(i)), ("c", int(h)))
+    for h, i in zip(*np.nonzero(np.abs(C) > tol)):
+        g.add_edge(("s", int(i)), ("c", int(h)))
+    off = np.abs(D - np.diag(np.diag(D))) > tol
+    if off.any():
+        a, b = (int(x) for x in np.argwhere(off)[0])
+        raise _fail(node, f"the feedthrough couples channels {b} and {a}; s4dc maps per-channel (S4D) "
+                          "state spaces with independent channels")
+    channels: list[list[int]] = [[] for _ in range(H)]
+    for comp in sorted((sorted(c) for c in nx.connected_components(g)), key=lambda c: c[0]):
+        chans = sorted(i for kind, i in comp if kind == "c")
+        states = sorted(i for kind, i in comp if kind == "s")
+        if len(chans) > 1:
+            raise _fail(node, f"the state update couples channels {chans[0]} and {chans[1]}; s4dc maps "
+                              "per-channel (S4D) state spaces with independent channels")
+        if chans:
+            channels[chans[0]] = states
+    return channels

@@ -1,0 +1,47 @@
+"""Realize: turn causal depthwise convolutions into diagonal state spaces.
+
+Each channel's kernel is fitted by a stable sum of damped complex modes
+(`kernel_fit`); the layer becomes a folded, discrete, diagonal ssm with
+B = 1 and C = the residues. The number of modes is the smallest that meets
+the tolerance for every channel of the layer, up to `max_modes`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from s4dc.errors import KernelFitError
+from s4dc.ir.graph import Graph
+from s4dc.passes.base import register
+
+
+@register("realize")
+def apply(graph: Graph, options: Any) -> tuple[Graph, dict[str, Any]]:
+    tol = float(getattr(options, "fit_tol", 1e-5))
+    max_modes = int(getattr(options, "max_modes", 64))
+    g = graph.copy()
+    report: dict[str, Any] = {}
+    for i, l in enumerate(g.layers):
+        if l.op != "conv":
+            continue
+        from s4dc.passes.kernel_fit import fit_kernels  # only graphs with convolutions need it
+
+        kernel = l.params["kernel"]
+        fit = fit_kernels(kernel, tol=tol, max_modes=max_modes)
+        worst = int(np.argmax(fit.rel_error)) if fit.rel_error.size else 0
+        err = float(fit.rel_error[worst]) if fit.rel_error.size else 0.0
+        if err > tol:
+            raise KernelFitError(
+                f"{l.where()}: no stable realization with at most {max_modes} modes fits the kernel "
+                f"to tolerance {tol:g} (channel {worst}: relative error {err:.3g}); "
+                "raise --max-modes or --fit-tol")
+        h, m = fit.poles.shape
+        l.op = "ssm"
+        l.params = {"A": fit.poles.astype(complex), "B": np.ones((h, m), complex),
+                    "C": fit.residues.astype(complex), "D": l.params["D"], "bias": l.params["bias"]}
+        l.attrs = {"form": "diagonal", "time": "discrete", "folded": True}
+        report[l.name] = {"modes": m, "kernel_taps": int(kernel.shape[1]),
+                          "max_rel_error": float(f"{err:.3e}"),
+                          "max_abs_pole": float(f"{np.abs(fit.poles).max() if m else 0.0:.6f}")}
+    return g, ({"realized": report} if report else {})

@@ -1,0 +1,183 @@
+"""Float executor: runs an IR graph in numpy (float64), whole sequences or
+token by token.
+
+This is the float reference every later target is checked against. It runs
+any verified graph, including the intermediate forms the passes produce
+(convolutions, dense or continuous state spaces), so each pass can be checked
+numerically against the one before.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from s4dc.errors import InputDataError
+from s4dc.ir.graph import Graph
+from s4dc.ir.layer import Layer
+from s4dc.ir.layout import arrange
+from s4dc.passes.discretize import discrete_ssm
+
+
+def _ssm_coeffs(layer: Layer) -> dict[str, Any]:
+    p = layer.params
+    if layer.attrs["time"] == "continuous":
+        A, B = discrete_ssm(layer)
+    else:
+        A, B = p["A"], p["B"]
+    gain = 2.0 if layer.attrs.get("folded") else 1.0
+    return {"dense": layer.attrs["form"] == "dense", "A": A, "B": B, "C": p["C"] * gain,
+            "D": p["D"], "bias": p["bias"]}
+
+
+class FloatExecutor:
+    """Run a graph. `run(x)` takes (batch, time, features); `step(x_t)` takes
+    (batch, features) and keeps the state between calls until `reset()`."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self._ssm = {l.name: _ssm_coeffs(l) for l in graph.layers if l.op == "ssm"}
+        self._state: dict[str, Any] | None = None
+
+    # -- whole sequences ------------------------------------------------
+    def trace(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every layer's output (internal layout) for a whole input sequence."""
+        x = self._check_input(x, sequence=True)
+        vals: dict[str, np.ndarray] = {}
+        for l in self.graph.layers:
+            ins = [vals[t] for t in l.inputs]
+            vals[l.output] = self._seq(l, ins, x)
+        return {l.name: vals[l.output] for l in self.graph.layers}
+
+    def run(self, x: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        tr = self.trace(x)
+        outs = [self._arrange(l, tr[l.name]) for l in self.graph.output_layers]
+        return outs[0] if len(outs) == 1 else outs
+
+    def _seq(self, l: Layer, ins: list[np.ndarray], x: np.ndarray) -> np.ndarray:
+        op, p = l.op, l.params
+        if op == "input":
+            return x
+        if op == "affine":
+            return ins[0] @ p["weight"].T + p["bias"]
+        if op == "relu":
+            return np.maximum(ins[0], 0.0)
+        if op == "add":
+            return ins[0] + ins[1]
+        if op == "readout":
+            return ins[0][:, -1, :] if l.attrs["mode"] == "last" else ins[0].mean(axis=1)
+        if op == "output":
+            return ins[0]
+        if op == "conv":
+            return _causal_conv(ins[0], p["kernel"]) + ins[0] * p["D"] + p["bias"]
+        if op == "ssm":
+            c = self._ssm[l.name]
+            u = ins[0]
+            state = np.zeros(u.shape[:1] + c["A"].shape[:2], dtype=c["A"].dtype if not c["dense"] else float)
+            if np.iscomplexobj(c["B"]):
+                state = state.astype(complex)
+            y = np.empty_like(u)
+            for t in range(u.shape[1]):
+                state, y[:, t] = _ssm_step(c, state, u[:, t])
+            return y
+        raise AssertionError(op)
+
+    # -- token by token -------------------------------------------------
+    def reset(self) -> None:
+        self._state = None
+
+    def step(self, x_t: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        """Advance one time step. Returns each output as it would be if the
+        sequence ended here (readouts give the last value or running mean)."""
+        x_t = np.asarray(x_t, dtype=np.float64)
+        if x_t.ndim != 2 or x_t.shape[1] != self.graph.input_layer.attrs["features"]:
+            raise InputDataError(f"step input must be (batch, {self.graph.input_layer.attrs['features']}), "
+                                 f"got {x_t.shape}")
+        if self._state is None:
+            self._state = {"t": 0}
+        st = self._state
+        st["t"] += 1
+        vals: dict[str, np.ndarray] = {}
+        for l in self.graph.layers:
+            ins = [vals[t] for t in l.inputs]
+            vals[l.output] = self._step(l, ins, x_t, st)
+        outs = [self._arrange_step(l, vals[l.output]) for l in self.graph.output_layers]
+        return outs[0] if len(outs) == 1 else outs
+
+    def _step(self, l: Layer, ins: list[np.ndarray], x_t: np.ndarray, st: dict) -> np.ndarray:
+        op, p = l.op, l.params
+        if op == "input":
+            return x_t
+        if op == "conv":
+            k = p["kernel"]
+            hist = st.get(l.name)
+            if hist is None:
+                hist = np.zeros((ins[0].shape[0], k.shape[1], k.shape[0]))
+            hist = np.concatenate([ins[0][:, None, :], hist[:, :-1]], axis=1)  # newest first
+            st[l.name] = hist
+            return (hist * k.T[None]).sum(axis=1) + ins[0] * p["D"] + p["bias"]
+        if op == "ssm":
+            c = self._ssm[l.name]
+            s = st.get(l.name)
+            if s is None:
+                s = np.zeros((ins[0].shape[0],) + c["A"].shape[:2],
+                             dtype=complex if np.iscomplexobj(c["B"]) else float)
+            st[l.name], y = _ssm_step(c, s, ins[0])
+            return y
+        if op == "readout":
+            if l.attrs["mode"] == "last":
+                return ins[0]
+            acc = st.get(l.name, 0.0) + ins[0]
+            st[l.name] = acc
+            return acc / st["t"]
+        return self._seq_pointwise(l, ins)
+
+    def _seq_pointwise(self, l: Layer, ins: list[np.ndarray]) -> np.ndarray:
+        p = l.params
+        if l.op == "affine":
+            return ins[0] @ p["weight"].T + p["bias"]
+        if l.op == "relu":
+            return np.maximum(ins[0], 0.0)
+        if l.op == "add":
+            return ins[0] + ins[1]
+        if l.op == "output":
+            return ins[0]
+        raise AssertionError(l.op)
+
+    # -- helpers --------------------------------------------------------
+    def _check_input(self, x: np.ndarray, sequence: bool) -> np.ndarray:
+        x = np.asarray(x)
+        f = self.graph.input_layer.attrs["features"]
+        if x.ndim != 3 or x.shape[2] != f:
+            raise InputDataError(f"input must be (batch, time, {f}), got shape {x.shape}")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise InputDataError(f"input must be floating point, got {x.dtype}")
+        return x.astype(np.float64)
+
+    def _arrange(self, l: Layer, a: np.ndarray) -> np.ndarray:
+        return arrange(a, l.attrs["layout"], self.graph.tensors[l.output].sequence).astype(np.float32)
+
+    def _arrange_step(self, l: Layer, a: np.ndarray) -> np.ndarray:
+        seq = self.graph.tensors[l.output].sequence
+        if seq:  # one step of a sequence output: a length-1 time axis
+            a = a[:, None, :]
+        return arrange(a, l.attrs["layout"], seq).astype(np.float32)
+
+
+def _ssm_step(c: dict[str, Any], state: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if c["dense"]:
+        state = np.einsum("hij,bhj->bhi", c["A"], state) + c["B"] * u[..., None]
+        y = (c["C"] * state).sum(axis=-1)
+    else:
+        state = c["A"] * state + c["B"] * u[..., None]
+        y = (c["C"] * state).sum(axis=-1).real
+    return state, y + c["D"] * u + c["bias"]
+
+
+def _causal_conv(u: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """y[b, t, h] = sum_l k[h, l] u[b, t-l, h], by FFT."""
+    T, K = u.shape[1], k.shape[1]
+    n = 1 << int(np.ceil(np.log2(T + K - 1)))
+    U = np.fft.rfft(u, n=n, axis=1)
+    Kf = np.fft.rfft(k.T, n=n, axis=0)
+    return np.fft.irfft(U * Kf[None], n=n, axis=1)[:, :T, :]
