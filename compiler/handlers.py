@@ -37,6 +37,8 @@ _WHY = {
            "gates (GELU, GLU, sigmoid, tanh) cannot be mapped"
        for op in ("Erf", "Gelu", "Sigmoid", "Tanh", "Softplus", "Elu", "Selu", "HardSigmoid", "HardSwish",
                   "Mish", "LeakyRelu", "PRelu", "Exp", "Log", "Sqrt", "Pow", "Softmax", "LogSoftmax")},
+    "Split": "splits an activation (the gate of a GLU); Loihi 2 S4D needs ReLU activations, as the "
+             "n-S4D model uses, and gates cannot be mapped",
 }
 
 

@@ -55,6 +55,7 @@ def graph_to_json(graph: Graph) -> dict[str, Any]:
 
 def save_graph(graph: Graph, folder: Path) -> None:
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "graph.json").write_text(dump_json(graph_to_json(graph)))
     write_npz(folder / "params.npz",
               {f"{l.name}/{k}": v for l in graph.layers for k, v in l.params.items()})

@@ -1,0 +1,77 @@
+"""The command line and the library API end to end: compile, save, load, run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import s4dc
+from s4dc.cli import main
+from conftest import SCAN, TORCH, ort_run, rel_err
+
+
+def test_cli_compile_and_run_match_onnxruntime(tmp_path):
+    model = TORCH / "seq2seq_residual_torchscript.onnx"
+    out = tmp_path / "net"
+    assert main([str(model), "-o", str(out), "--float", "-q"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["graph.json", "manifest.json", "params.npz", "timings.json"]
+    x = np.random.default_rng(3).standard_normal((4, 32, 2)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["run", str(out), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"), "-q"]) == 0
+    y = np.load(tmp_path / "y.npy")
+    assert y.dtype == np.float32 and y.shape == (4, 32, 2)
+    assert rel_err(y, ort_run(model, x)) <= 1e-4
+
+
+def test_manifest_records_source_options_and_passes(tmp_path):
+    model = TORCH / "ns4d_mean_dynamo.onnx"
+    net = s4dc.compile(model, fit_tol=1e-6)
+    net.save(tmp_path / "n")
+    m = json.loads((tmp_path / "n" / "manifest.json").read_text())
+    import hashlib
+    assert m["format"] == "s4dc-net" and m["format_version"] == 1 and m["s4dc_version"] == s4dc.__version__
+    assert m["source"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert m["options"]["fit_tol"] == 1e-6 and m["options"]["float_only"] is True
+    assert [p["pass"] for p in m["passes"]] == m["flow"] == ["frontend", "canonicalize", "realize", "diagonalize",
+                                                             "discretize", "fold_conjugates", "canonicalize"]
+    assert m["io"]["outputs"] == [{"name": m["io"]["outputs"][0]["name"], "features": 10, "sequence": False,
+                                   "layout": ["B", "F"]}]
+    t = json.loads((tmp_path / "n" / "timings.json").read_text())
+    assert len(t) == len(m["passes"]) and all(v >= 0 for v in t.values())
+
+
+def test_compile_is_deterministic_byte_for_byte(tmp_path):
+    for name in ("a", "b"):
+        assert main([str(TORCH / "ns4d_last_torchscript.onnx"), "-o", str(tmp_path / name), "-q"]) == 0
+    for f in ("graph.json", "manifest.json", "params.npz"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+
+
+def test_load_runs_like_the_compiled_network(tmp_path):
+    net = s4dc.compile(SCAN / "scan_two_layers.onnx")
+    net.save(tmp_path / "n")
+    again = s4dc.load(tmp_path / "n")
+    x = np.random.default_rng(5).standard_normal((3, 32, 3)).astype(np.float32)
+    assert np.array_equal(net.run(x), again.run(x))
+
+
+def test_console_script_exit_codes(tmp_path):
+    exe = Path(sys.executable).with_name("s4dc")
+    ok = subprocess.run([str(exe), str(SCAN / "scan_dense.onnx"), "-o", str(tmp_path / "n")],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and "compiled scan_dense.onnx" in ok.stdout and "fold_conjugates" in ok.stdout
+    bad = subprocess.run([str(exe), str(SCAN / "bad_unstable.onnx"), "-o", str(tmp_path / "m")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.splitlines()[-1].startswith("s4dc: error: layer 'L0_Scan'")
+    assert not (tmp_path / "m").exists()
+
+
+def test_library_is_quiet(capsys):
+    s4dc.compile(SCAN / "scan_dense.onnx")
+    cap = capsys.readouterr()
+    assert cap.out == "" and cap.err == ""
