@@ -1,8 +1,10 @@
 """The library entry point: `s4dc.compile(model, **options) -> Network`."""
 from __future__ import annotations
 
+import hashlib
 import os
 import time
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,7 +16,9 @@ from s4dc.frontend import Frontend
 from s4dc.ir.graph import Graph
 from s4dc.network import NET_FORMAT, NET_FORMAT_VERSION, Network
 from s4dc.onnx_prep import opset_of, prepare, read_model
+from s4dc.errors import CalibrationError
 from s4dc.options import CompileOptions
+from s4dc.precision import read_config, widths_for
 from s4dc.passes import FLOWS, PassLog, run_flow
 from s4dc.passes.base import PassRecord
 from s4dc.targets.float_exec import FloatExecutor
@@ -41,9 +45,19 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
         say(f"  {pass_name}: done")
         return check(g) if check else None
 
-    flow = FLOWS["float"]
+    flow = FLOWS["float"] if opts.float_only else FLOWS["loihi2"]
+    config = read_config(opts.config)  # unreadable config: fail before any work
+    calib_x, calib_note = None, None
+    if not opts.float_only:
+        calib_x, calib_note = _calibration(opts.calibration, graph)
     say(f"running passes: {', '.join(flow)}")
-    graph, log = run_flow(graph, flow, opts, log, after_each=after)
+    n_float = len(FLOWS["float"])
+    graph, log = run_flow(graph, flow[:n_float], opts, log, after_each=after)
+    if not opts.float_only:
+        ctx = SimpleNamespace(**opts.to_json(), calibration_x=calib_x,
+                              precision=widths_for(graph, config, opts.config or "precision config"))
+        say(f"quantizing on {calib_note}")
+        graph, log = run_flow(graph, flow[n_float:], ctx, log, after_each=after)
     manifest = {
         "format": NET_FORMAT,
         "format_version": NET_FORMAT_VERSION,
@@ -51,6 +65,7 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
         "source": {"file": Path(name).name, "sha256": sha, "opset": opset_of(proto),
                    "producer": f"{proto.producer_name} {proto.producer_version}".strip()},
         "options": opts.to_json(),
+        "calibration": calib_note,
         "flow": ["frontend"] + flow,
         "passes": log.to_json(),
         "io": {
@@ -63,6 +78,33 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
         "files": {"graph": "graph.json", "params": "params.npz", "timings": "timings.json"},
     }
     return Network(graph, manifest, log.timings())
+
+
+SYNTHETIC_CALIBRATION = 64
+
+
+def _calibration(path: str | None, graph: Graph) -> tuple[np.ndarray, str]:
+    """Calibration inputs shaped like the model input: from `path` (.npz, key
+    'x'), or standard normal samples when no file is given."""
+    T, F = int(graph.meta.get("time_steps") or 0), graph.input_layer.attrs["features"]
+    if path is None:
+        x = np.random.default_rng(0).standard_normal((SYNTHETIC_CALIBRATION, T, F))
+        return x, f"{SYNTHETIC_CALIBRATION} synthetic standard-normal sequences (no --calibration given)"
+    try:
+        data = np.load(path, allow_pickle=False)
+        x = data["x"]
+    except (OSError, ValueError, KeyError) as e:
+        raise CalibrationError(f"{path}: cannot read calibration array 'x' ({e})") from None
+    if graph.meta.get("input_rank") == 2 and x.ndim == 2:
+        x = x[..., None]
+    if not np.issubdtype(x.dtype, np.floating):
+        raise CalibrationError(f"{path}: 'x' must be float32, got {x.dtype}")
+    if x.ndim != 3 or x.shape[1:] != (T, F) or x.shape[0] < 1:
+        raise CalibrationError(f"{path}: 'x' has shape {x.shape}, the model takes (n, {T}, {F})")
+    if not np.all(np.isfinite(x)):
+        raise CalibrationError(f"{path}: 'x' holds NaN or Inf")
+    sha = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16]
+    return x.astype(np.float64), f"{x.shape[0]} sequences from {Path(path).name} (sha256 {sha})"
 
 
 class _NumericCheck:

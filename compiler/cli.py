@@ -24,7 +24,10 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="ONNX model file")
     p.add_argument("-o", "--out", required=True, help="output folder (written atomically)")
     p.add_argument("--float", dest="float_only", action="store_true",
-                   help="skip quantization (the only mode in this version)")
+                   help="skip quantization: a float network (run by the float executor)")
+    p.add_argument("--calibration", help=".npz with key 'x' shaped like the model input, for quantization "
+                   "(default: synthetic standard-normal sequences)")
+    p.add_argument("--config", help="precision config, JSON or YAML (hls4ml style: Model / LayerName)")
     p.add_argument("--seq-len", type=int, help="time length, for models whose time axis is dynamic")
     p.add_argument("--fit-tol", type=float, default=1e-5,
                    help="kernel fit: max relative L2 error per channel (default 1e-5)")
@@ -65,7 +68,8 @@ def _compile(a: argparse.Namespace) -> int:
 
     say = (lambda m: None) if a.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
-    net = s4dc.compile(a.model, progress=say, float_only=True, seq_len=a.seq_len, fit_tol=a.fit_tol,
+    net = s4dc.compile(a.model, progress=say, float_only=a.float_only, calibration=a.calibration,
+                       config=a.config, seq_len=a.seq_len, fit_tol=a.fit_tol,
                        max_modes=a.max_modes, cond_max=a.cond_max, verify_numerics=a.verify)
     out = net.save(a.out)
     if not a.quiet:

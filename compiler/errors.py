@@ -52,3 +52,15 @@ class NetworkFormatError(S4dcError):
 
 class InputDataError(S4dcError):
     """Run-time input of the wrong shape or dtype."""
+
+
+class BitWidthError(S4dcError):
+    """A bit width the hardware cannot hold."""
+
+
+class CalibrationError(S4dcError):
+    """Calibration data of the wrong shape, dtype or content."""
+
+
+class ConfigError(S4dcError):
+    """A precision config file that cannot be read or names unknown layers."""

@@ -15,6 +15,7 @@ from s4dc.errors import InputDataError, NetworkFormatError
 from s4dc.ir.graph import Graph
 from s4dc.ir.serialize import dump_json, load_graph, save_graph
 from s4dc.ir.verify import verify
+from s4dc.targets.fixed_sim import QUANTIZED_OPS, FixedSimulator
 from s4dc.targets.float_exec import FloatExecutor
 
 NET_FORMAT = "s4dc-net"
@@ -29,7 +30,17 @@ class Network:
         self.graph = graph
         self.manifest = manifest
         self.timings = timings or {}
-        self._exec = FloatExecutor(graph)
+        quantized = any(l.op in QUANTIZED_OPS for l in graph.layers)
+        self._exec = FixedSimulator(graph) if quantized else FloatExecutor(graph)
+
+    @property
+    def quantized(self) -> bool:
+        return isinstance(self._exec, FixedSimulator)
+
+    @property
+    def saturations(self) -> dict[str, int]:
+        """Values that hit a register's rails, per layer, over all runs so far."""
+        return dict(getattr(self._exec, "saturations", {}))
 
     # -- running --------------------------------------------------------
     def _input(self, x: np.ndarray) -> np.ndarray:

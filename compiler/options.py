@@ -14,7 +14,9 @@ class OptionError(S4dcError):
 
 @dataclass(frozen=True)
 class CompileOptions:
-    float_only: bool = True      # skip quantization (the only mode until numerics land)
+    float_only: bool = False     # skip quantization: a float network
+    calibration: str | None = None  # .npz with key 'x' shaped like the model input
+    config: str | None = None    # precision config (JSON or YAML), hls4ml style
     seq_len: int | None = None   # time length for models whose time axis is dynamic
     fit_tol: float = 1e-5        # kernel fit: max relative L2 error per channel
     max_modes: int = 64          # kernel fit: max complex modes per channel

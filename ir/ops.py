@@ -178,3 +178,88 @@ def _output(layer: Layer, ins: list[Tensor]) -> tuple[int, bool]:
             sorted(x for x in layout if x != "1") != sorted(want):
         _fail(layer, f"layout {layout!r} must hold B, F{', T' if ins[0].sequence else ''} once each, plus '1's")
     return ins[0].features, ins[0].sequence
+
+
+# --- quantized ops (Loihi 2 integer semantics, docs/fixed_point.md) ---------------
+def _int_param(layer: Layer, name: str, shape: tuple[int, ...], bits: int) -> np.ndarray:
+    a = layer.params.get(name)
+    if a is None:
+        _fail(layer, f"missing parameter '{name}'")
+    if a.shape != shape:
+        _fail(layer, f"parameter '{name}' has shape {a.shape}, expected {shape}")
+    if a.dtype.kind != "i":
+        _fail(layer, f"parameter '{name}' must be integer, got {a.dtype}")
+    lim = 1 << (bits - 1)
+    if a.size and (a.min() < -lim or a.max() > lim - 1):
+        _fail(layer, f"parameter '{name}' exceeds {bits} signed bits")
+    return a
+
+
+def _bits(layer: Layer) -> dict:
+    b = layer.attrs.get("bits")
+    if not isinstance(b, dict):
+        _fail(layer, "attribute 'bits' missing")
+    return b
+
+
+def _shift_attr(layer: Layer, name: str, lo: int = -24, hi: int = 40) -> int:
+    s = layer.attrs.get(name)
+    if not isinstance(s, int) or not lo <= s <= hi:
+        _fail(layer, f"attribute '{name}' = {s!r} is not a shift in [{lo}, {hi}]")
+    return s
+
+
+@rule("qaffine")
+def _qaffine(layer: Layer, ins: list[Tensor]) -> tuple[int, bool]:
+    _arity(layer, ins, 1)
+    bits = _bits(layer)
+    w = layer.params.get("weight")
+    if w is None or w.ndim != 2:
+        _fail(layer, "parameter 'weight' must be a 2-D integer array")
+    _int_param(layer, "weight", (w.shape[0], ins[0].features), bits["weight"])
+    _int_param(layer, "bias_mant", (w.shape[0],), 16)
+    _shift_attr(layer, "shift")
+    _shift_attr(layer, "bias_exp", 0, 24)
+    return w.shape[0], ins[0].sequence
+
+
+@rule("qssm")
+def _qssm(layer: Layer, ins: list[Tensor]) -> tuple[int, bool]:
+    _arity(layer, ins, 1)
+    if not ins[0].sequence:
+        _fail(layer, "input must be a sequence")
+    bits = _bits(layer)
+    h = ins[0].features
+    a = layer.params.get("a_re")
+    if a is None or a.ndim != 2 or a.shape[0] != h:
+        _fail(layer, f"a_re must be (H={h}, N)")
+    shape = a.shape
+    for k, b in (("a_re", "a"), ("a_im", "a"), ("b_re", "b"), ("b_im", "b"), ("c_re", "c"), ("c_im", "c")):
+        _int_param(layer, k, shape, bits[b])
+    # b_shift <= 26 keeps the state update exact in float64 (docs/fixed_point.md).
+    for k, hi in (("b_shift", 26), ("c_shift", 40)):
+        s = _int_param(layer, k, shape, 8)
+        if s.size and (s.min() < -24 or s.max() > hi):
+            _fail(layer, f"parameter '{k}' holds shifts outside [-24, {hi}]")
+    _int_param(layer, "d", (h,), bits["weight"])
+    _int_param(layer, "bias_mant", (h,), 16)
+    fa = _shift_attr(layer, "a_frac", 1, 30)
+    if fa != bits["a"] - 1:
+        _fail(layer, f"a_frac {fa} must be a bits - 1 = {bits['a'] - 1}")
+    _shift_attr(layer, "d_shift")
+    _shift_attr(layer, "bias_exp", 0, 24)
+    lam = (layer.params["a_re"] + 1j * layer.params["a_im"]) / 2.0**fa
+    if lam.size and np.abs(lam).max() >= 1:
+        _fail(layer, f"quantized eigenvalue with |lambda| = {np.abs(lam).max():.6f} >= 1")
+    return h, True
+
+
+@rule("qadd")
+def _qadd(layer: Layer, ins: list[Tensor]) -> tuple[int, bool]:
+    _arity(layer, ins, 2)
+    a, b = ins
+    if (a.features, a.sequence) != (b.features, b.sequence):
+        _fail(layer, "adds tensors of different shapes")
+    _shift_attr(layer, "shift_a")
+    _shift_attr(layer, "shift_b")
+    return a.features, a.sequence

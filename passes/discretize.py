@@ -12,25 +12,8 @@ import numpy as np
 from s4dc.errors import UnstableSystemError
 from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
+from s4dc.ir.ssm import discrete_ssm
 from s4dc.passes.base import register
-
-
-def discrete_ssm(layer: Layer) -> tuple[np.ndarray, np.ndarray]:
-    """(A_bar, B_bar) of a continuous diagonal ssm layer."""
-    p = layer.params
-    if layer.attrs["form"] != "diagonal":
-        raise UnstableSystemError(f"{layer.where()}: a continuous dense state matrix must be "
-                                  "diagonalized before it is discretized")
-    A, B, dt = p["A"], p["B"], p["dt"][:, None]
-    dtA = dt * A
-    if layer.attrs["discretization"] == "zoh":
-        lam = np.exp(dtA)
-        safe = np.where(A == 0, 1.0, A)
-        gain = np.where(A == 0, dt + 0j, (lam - 1.0) / safe)
-    else:  # bilinear
-        lam = (1.0 + dtA / 2.0) / (1.0 - dtA / 2.0)
-        gain = dt / (1.0 - dtA / 2.0)
-    return lam, gain * B
 
 
 def check_stable(layer: Layer, lam: np.ndarray, what: str = "eigenvalue") -> None:

@@ -16,7 +16,7 @@ from s4dc.errors import InputDataError
 from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
 from s4dc.ir.layout import arrange
-from s4dc.passes.discretize import discrete_ssm
+from s4dc.ir.ssm import discrete_ssm
 
 
 def _ssm_coeffs(layer: Layer) -> dict[str, Any]:
@@ -38,11 +38,15 @@ class FloatExecutor:
         self.graph = graph
         self._ssm = {l.name: _ssm_coeffs(l) for l in graph.layers if l.op == "ssm"}
         self._state: dict[str, Any] | None = None
+        self._stats: dict[str, np.ndarray] | None = None
 
     # -- whole sequences ------------------------------------------------
-    def trace(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Every layer's output (internal layout) for a whole input sequence."""
+    def trace(self, x: np.ndarray, state_absmax: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Every layer's output (internal layout) for a whole input sequence.
+        With `state_absmax`, also record per ssm layer the largest |Re| and
+        |Im| each state reaches, (H, N), for calibration."""
         x = self._check_input(x, sequence=True)
+        self._stats = state_absmax
         vals: dict[str, np.ndarray] = {}
         for l in self.graph.layers:
             ins = [vals[t] for t in l.inputs]
@@ -58,16 +62,10 @@ class FloatExecutor:
         op, p = l.op, l.params
         if op == "input":
             return x
-        if op == "affine":
-            return ins[0] @ p["weight"].T + p["bias"]
-        if op == "relu":
-            return np.maximum(ins[0], 0.0)
-        if op == "add":
-            return ins[0] + ins[1]
+        if op in ("affine", "relu", "add", "output"):
+            return pointwise(l, ins)
         if op == "readout":
             return ins[0][:, -1, :] if l.attrs["mode"] == "last" else ins[0].mean(axis=1)
-        if op == "output":
-            return ins[0]
         if op == "conv":
             return _causal_conv(ins[0], p["kernel"]) + ins[0] * p["D"] + p["bias"]
         if op == "ssm":
@@ -77,8 +75,13 @@ class FloatExecutor:
             if np.iscomplexobj(c["B"]):
                 state = state.astype(complex)
             y = np.empty_like(u)
+            peak = np.zeros(c["A"].shape[:2])
             for t in range(u.shape[1]):
                 state, y[:, t] = _ssm_step(c, state, u[:, t])
+                if self._stats is not None:
+                    peak = np.maximum(peak, np.maximum(np.abs(state.real), np.abs(state.imag)).max(axis=0))
+            if self._stats is not None:
+                self._stats[l.name] = np.maximum(self._stats.get(l.name, 0.0), peak)
             return y
         raise AssertionError(op)
 
@@ -130,19 +133,7 @@ class FloatExecutor:
             acc = st.get(l.name, 0.0) + ins[0]
             st[l.name] = acc
             return acc / st["t"]
-        return self._seq_pointwise(l, ins)
-
-    def _seq_pointwise(self, l: Layer, ins: list[np.ndarray]) -> np.ndarray:
-        p = l.params
-        if l.op == "affine":
-            return ins[0] @ p["weight"].T + p["bias"]
-        if l.op == "relu":
-            return np.maximum(ins[0], 0.0)
-        if l.op == "add":
-            return ins[0] + ins[1]
-        if l.op == "output":
-            return ins[0]
-        raise AssertionError(l.op)
+        return pointwise(l, ins)
 
     # -- helpers --------------------------------------------------------
     def _check_input(self, x: np.ndarray, sequence: bool) -> np.ndarray:
@@ -162,6 +153,20 @@ class FloatExecutor:
         if seq:  # one step of a sequence output: a length-1 time axis
             a = a[:, None, :]
         return arrange(a, l.attrs["layout"], seq).astype(np.float32)
+
+
+def pointwise(l: Layer, ins: list[np.ndarray]) -> np.ndarray:
+    """The float ops that act on each time step (or vector) alone."""
+    p = l.params
+    if l.op == "affine":
+        return ins[0] @ p["weight"].T + p["bias"]
+    if l.op == "relu":
+        return np.maximum(ins[0], 0.0)
+    if l.op == "add":
+        return ins[0] + ins[1]
+    if l.op == "output":
+        return ins[0]
+    raise AssertionError(l.op)
 
 
 def _ssm_step(c: dict[str, Any], state: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -29,13 +29,13 @@ def test_cli_compile_and_run_match_onnxruntime(tmp_path):
 
 def test_manifest_records_source_options_and_passes(tmp_path):
     model = TORCH / "ns4d_mean_dynamo.onnx"
-    net = s4dc.compile(model, fit_tol=1e-6)
+    net = s4dc.compile(model, fit_tol=1e-6, float_only=True)
     net.save(tmp_path / "n")
     m = json.loads((tmp_path / "n" / "manifest.json").read_text())
     import hashlib
     assert m["format"] == "s4dc-net" and m["format_version"] == 1 and m["s4dc_version"] == s4dc.__version__
     assert m["source"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
-    assert m["options"]["fit_tol"] == 1e-6 and m["options"]["float_only"] is True
+    assert m["options"]["fit_tol"] == 1e-6 and m["options"]["float_only"] is True and m["calibration"] is None
     assert [p["pass"] for p in m["passes"]] == m["flow"] == ["frontend", "canonicalize", "realize", "diagonalize",
                                                              "discretize", "fold_conjugates", "canonicalize"]
     assert m["io"]["outputs"] == [{"name": m["io"]["outputs"][0]["name"], "features": 10, "sequence": False,

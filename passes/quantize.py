@@ -1,0 +1,267 @@
+"""Quantize: post-training quantization to Loihi 2 integer arithmetic.
+
+From a float graph (diagonal, discrete, folded ssm layers) and calibration
+inputs, build the integer graph that targets/fixed_sim.py runs bit-exactly
+(semantics: docs/fixed_point.md):
+
+1. calibrate: run the float executor, record every tensor's and every S4D
+   state's peak magnitude;
+2. balance: rescale each S4D state (B *= g, C /= g) so every state peaks at
+   the same value and uses the full state register;
+3. choose exponents: messages and states from the observed peaks times a
+   headroom margin; 8-bit (configurable) synapse weights by least squared
+   rounding error over a few exponents; per-state exponents for the 16-bit
+   S4D coefficients B and C;
+4. quantize A per mode: among the roundings of Re and Im (floor/ceil), the
+   one strictly inside the unit circle whose impulse response lam^l is
+   closest to the float mode's (not each coefficient on its own);
+5. try several headroom margins and keep the one whose simulated output is
+   closest to the float graph's on the calibration set.
+
+ReLUs that follow an affine or ssm layer are fused into it (sigma-delta
+neurons in ReLU mode). Layers after a time readout stay float (the host
+decodes them); `sink_readout` moves affines in front of readouts first.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from s4dc.errors import S4dcError
+from s4dc.ir.graph import Graph
+from s4dc.ir.layer import Layer
+from s4dc.ir.tensor import FixedPoint
+from s4dc.passes.base import register
+from s4dc.targets.float_exec import FloatExecutor
+from s4dc.targets.loihi2.numerics import BIAS_BITS, MESSAGE_BITS, BitWidths, qmax
+
+MARGINS = (1.25, 2.0, 4.0)  # headroom over the calibrated peak, tried in turn
+EVAL_SAMPLES = 64           # calibration samples used to compare margins
+
+
+def _exp_for(peak: float, bits: int, margin: float = 1.0) -> int:
+    """Smallest exponent e with peak * margin <= qmax(bits) * 2^e."""
+    if peak <= 0:
+        return -(bits - 1)
+    return int(math.ceil(math.log2(peak * margin / qmax(bits))))
+
+
+def _quant(v: np.ndarray, e: int, bits: int) -> np.ndarray:
+    m = qmax(bits)
+    return np.clip(np.floor(v * 2.0**-e + 0.5), -m - 1, m).astype(np.int64)
+
+
+def _weight_exp(w: np.ndarray, bits: int) -> int:
+    """Exponent minimizing the squared rounding-and-clipping error of w."""
+    e0 = _exp_for(float(np.abs(w).max(initial=0.0)), bits)
+    return min(range(e0 - 2, e0 + 1), key=lambda e: (float(((_quant(w, e, bits) * 2.0**e - w) ** 2).sum()), -e))
+
+
+def _bias(b: np.ndarray, e_out: int) -> tuple[np.ndarray, int]:
+    """Bias in output units as a 16-bit mantissa and a left shift."""
+    b_int = np.floor(b * 2.0**-e_out + 0.5)
+    need = float(np.abs(b_int).max(initial=0.0))
+    be = max(0, _exp_for(need, BIAS_BITS))
+    return np.clip(np.floor(b_int * 2.0**-be + 0.5), -qmax(BIAS_BITS) - 1, qmax(BIAS_BITS)).astype(np.int64), be
+
+
+def quantize_modes(lam: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer (re, im) for each eigenvalue, |q| < 1, impulse response closest.
+
+    For modes lam and q, sum_l |lam^l - q^l|^2 =
+    1/(1-|lam|^2) + 1/(1-|q|^2) - 2 Re(1/(1 - lam conj(q))).
+    """
+    fa = bits - 1
+    s = 2.0**fa
+    best_re = np.zeros(lam.shape, np.int64)
+    best_im = np.zeros(lam.shape, np.int64)
+    best_err = np.full(lam.shape, np.inf)
+    fr, fi = np.floor(lam.real * s), np.floor(lam.imag * s)
+    for dr in (0, 1, -1, 2):
+        for di in (0, 1, -1, 2):
+            qr, qi = fr + dr, fi + di
+            q = (qr + 1j * qi) / s
+            ok = (np.abs(q) < 1) & (np.abs(qr) <= qmax(bits)) & (np.abs(qi) <= qmax(bits))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                err = (1 / (1 - np.abs(lam) ** 2) + 1 / (1 - np.abs(q) ** 2)
+                       - 2 * np.real(1 / (1 - lam * np.conj(q))))
+            err = np.where(ok, np.maximum(err, 0.0), np.inf)
+            take = err < best_err
+            best_re = np.where(take, qr, best_re).astype(np.int64)
+            best_im = np.where(take, qi, best_im).astype(np.int64)
+            best_err = np.where(take, err, best_err)
+    return best_re, best_im
+
+
+def _fusable_relu(g: Graph, l: Layer) -> Layer | None:
+    readers = g.consumers(l.output)
+    if len(readers) == 1 and readers[0].op == "relu" and not any(o.op == "output" for o in g.consumers(l.output)):
+        return readers[0]
+    return None
+
+
+def build(graph: Graph, peaks: dict[str, float], states: dict[str, np.ndarray],
+          widths: dict[str, BitWidths], margin: float) -> Graph:
+    """The quantized graph for one headroom margin."""
+    g = graph.copy()
+    on_chip = {l.name for l in g.layers if g.tensors[l.output].sequence}
+    exps: dict[str, int] = {}
+    inp = g.input_layer
+    exps[inp.output] = _exp_for(peaks[inp.output], MESSAGE_BITS, margin)
+    inp.attrs["exp"] = exps[inp.output]
+    for l in list(g.layers):
+        if l.name not in on_chip or l.op in ("input", "output"):
+            continue
+        bw = widths.get(l.name, widths["__default__"])
+        relu = _fusable_relu(g, l) if l.op in ("affine", "ssm") else None
+        if l.op == "relu":
+            exps[l.output] = exps[l.inputs[0]]
+            continue
+        e_out = _exp_for(peaks[l.output], bw.message, margin)
+        if l.op == "affine":
+            e_in = exps[l.inputs[0]]
+            w = l.params["weight"]
+            e_w = _weight_exp(w, bw.weight)
+            bm, be = _bias(l.params["bias"], e_out)
+            l.op = "qaffine"
+            l.params = {"weight": _quant(w, e_w, bw.weight), "bias_mant": bm}
+            l.attrs = {"shift": e_out - e_w - e_in, "bias_exp": be, "weight_exp": e_w,
+                       "relu": relu is not None, "bits": bw.to_json()}
+        elif l.op == "ssm":
+            e_out = _ssm(l, exps[l.inputs[0]], peaks, states[l.name], bw, margin, relu is not None)
+        elif l.op == "add":
+            e_a, e_b = exps[l.inputs[0]], exps[l.inputs[1]]
+            l.op = "qadd"
+            l.attrs = {"shift_a": e_out - e_a, "shift_b": e_out - e_b, "bits": bw.to_json()}
+        else:
+            raise S4dcError(f"{l.where()}: cannot quantize op '{l.op}'")
+        exps[l.output] = e_out
+        if relu is not None:  # the neuron applies the ReLU; drop the separate layer
+            g.rewire(relu.output, l.output)
+            g.remove(relu)
+    for name, e in exps.items():
+        if name in g.tensors:
+            g.tensors[name].fmt = FixedPoint(MESSAGE_BITS, e)
+    return g
+
+
+def _ssm(l: Layer, e_u: int, peaks: dict[str, float], state_peak: np.ndarray, bw: BitWidths,
+         margin: float, relu: bool) -> int:
+    p = l.params
+    A, B, C, D = p["A"], p["B"].copy(), p["C"] * 2.0, p["D"]  # C carries the folding gain
+    # Balance: every live state peaks at 1.
+    live = state_peak > 0
+    gscale = np.where(live, 1.0 / np.where(live, state_peak, 1.0), 1.0)
+    B, C = B * gscale, C / gscale
+    e_x = _exp_for(1.0, bw.state, margin)
+    # Output scale: the layer output and every per-state message must fit.
+    per_state = float((np.maximum(np.abs(C.real), np.abs(C.imag)) * 2).max(initial=0.0))
+    e_y = max(_exp_for(peaks[l.output], bw.message, margin), _exp_for(per_state, bw.message, 1.0))
+    a_re, a_im = quantize_modes(A, bw.a)
+
+    def coef(z: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        peak = np.maximum(np.abs(z.real), np.abs(z.imag))
+        e = np.array([[_exp_for(float(v), bits) for v in row] for row in peak], np.int64).reshape(z.shape)
+        return _qz(z.real, e, bits), _qz(z.imag, e, bits), e
+
+    b_re, b_im, e_b = coef(B, bw.b)
+    b_shift = e_x - e_b - e_u
+    over = b_shift > 26  # keep the update exact in float64: coarser B instead
+    if over.any():
+        e_b = np.where(over, e_b + (b_shift - 26), e_b)
+        b_re, b_im = _qz(B.real, e_b, bw.b), _qz(B.imag, e_b, bw.b)
+        b_shift = e_x - e_b - e_u
+    c_re, c_im, e_c = coef(C, bw.c)
+    c_shift = e_y - e_c - e_x
+    dead = ~live  # silent states: no input, no output
+    for arr in (b_re, b_im, c_re, c_im):
+        arr[dead] = 0
+    e_d = _weight_exp(D, bw.weight)
+    bm, be = _bias(p["bias"], e_y)
+    l.op = "qssm"
+    l.params = {"a_re": a_re, "a_im": a_im, "b_re": b_re, "b_im": b_im, "c_re": c_re, "c_im": c_im,
+                "b_shift": b_shift.astype(np.int64), "c_shift": c_shift.astype(np.int64),
+                "d": _quant(D, e_d, bw.weight), "bias_mant": bm}
+    l.attrs = {"a_frac": bw.a - 1, "d_shift": e_y - e_d - e_u, "bias_exp": be, "state_exp": e_x,
+               "d_exp": e_d, "relu": relu, "bits": bw.to_json()}
+    return e_y
+
+
+def _qz(v: np.ndarray, e: np.ndarray, bits: int) -> np.ndarray:
+    m = qmax(bits)
+    return np.clip(np.floor(v * 2.0**-e.astype(np.float64) + 0.5), -m - 1, m).astype(np.int64)
+
+
+def calibrate(graph: Graph, x: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray], dict]:
+    states: dict[str, np.ndarray] = {}
+    tr = FloatExecutor(graph).trace(x, state_absmax=states)
+    peaks = {graph.layer(name).output: float(np.abs(v).max(initial=0.0)) for name, v in tr.items()}
+    return peaks, states, tr
+
+
+@register("quantize")
+def apply(graph: Graph, options: Any) -> tuple[Graph, dict[str, Any]]:
+    from s4dc.targets.fixed_sim import FixedSimulator
+
+    x = options.calibration_x
+    widths: dict[str, BitWidths] = options.precision
+    for name, bw in widths.items():
+        bw.check("precision config" + ("" if name == "__default__" else f", layer '{name}'"))
+    peaks, states, tr = calibrate(graph, x)
+    xe = x[:EVAL_SAMPLES]
+    ref = np.concatenate([tr[l.name][:EVAL_SAMPLES].ravel() for l in graph.output_layers])
+    best = None
+    for margin in MARGINS:
+        q = build(graph, peaks, states, widths, margin)
+        sim = FixedSimulator(q)
+        sim_tr = sim.trace(xe)
+        got = np.concatenate([_decoded(q, sim_tr, l) for l in q.output_layers])
+        err = float(np.sqrt(np.mean((got - ref) ** 2)) / max(np.sqrt(np.mean(ref**2)), 1e-30))
+        if best is None or err < best[0] - 1e-12:
+            best = (err, margin, q)
+    err, margin, q = best
+    return q, {"margin": margin, "output_rel_rms_error": float(f"{err:.3e}"),
+               "layers": report(graph, q, x)}
+
+
+def _decoded(q: Graph, sim_trace: dict[str, np.ndarray], out: Layer) -> np.ndarray:
+    src = q.producer(out.inputs[0])
+    v = sim_trace[src.name].astype(np.float64)
+    t = q.tensors[src.output]
+    return (v * 2.0**t.fmt.exp if t.sequence and t.fmt is not None else v).ravel()
+
+
+def report(graph: Graph, q: Graph, x: np.ndarray) -> dict[str, Any]:
+    """Per quantized layer: bits, exponents, saturations on the calibration
+    set, and relative RMS error of its dequantized output against float."""
+    from s4dc.targets.fixed_sim import FixedSimulator
+
+    sim = FixedSimulator(q)
+    qt = sim.trace(x)
+    ft = FloatExecutor(graph).trace(x)
+    out: dict[str, Any] = {}
+    for l in q.layers:
+        if l.op not in ("qaffine", "qssm", "qadd", "input"):
+            continue
+        t = q.tensors[l.output]
+        got = qt[l.name].astype(np.float64) * 2.0**t.fmt.exp
+        # the float layer with the same output (after a fused ReLU: apply it)
+        ref = ft[l.name] if l.name in ft else None
+        if ref is not None and l.attrs.get("relu"):
+            ref = np.maximum(ref, 0.0)
+        entry = {"op": l.op, "exp_out": t.fmt.exp, "saturations": sim.saturations[l.name]}
+        if l.op != "input":
+            entry["bits"] = l.attrs["bits"]
+        if l.op == "qaffine":
+            entry.update(weight_exp=l.attrs["weight_exp"], shift=l.attrs["shift"])
+        if l.op == "qssm":
+            entry.update(state_exp=l.attrs["state_exp"], a_frac=l.attrs["a_frac"],
+                         max_abs_eigenvalue=float(f"{np.abs(l.params['a_re'] + 1j * l.params['a_im']).max() / 2.0**l.attrs['a_frac']:.6f}"))
+        if ref is not None and ref.shape == got.shape:
+            entry["rel_rms_error"] = float(f"{np.sqrt(np.mean((got - ref) ** 2)) / max(np.sqrt(np.mean(ref**2)), 1e-30):.3e}")
+        out[l.name] = entry
+    return out
+
+

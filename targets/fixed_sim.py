@@ -1,0 +1,206 @@
+"""Bit-exact simulator of a quantized network (docs/fixed_point.md).
+
+Integer arithmetic carried in float64: every value the semantics produce is
+an integer below 2^53 in magnitude (24-bit messages and states times 16-bit
+coefficients, sums of a few hundred such products), so float64 holds it
+exactly, BLAS does the synapse sums, and a complex128 multiply does an S4D
+neuron's four products at once. Shifts are multiplications by powers of two
+(exact) followed by one floor. The integers equal those of a straightforward
+int64 implementation (tests/test_fixed_sim.py checks against one).
+
+Saturation is counted, never hidden: `saturations` maps each layer to how
+many values hit the rails.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from s4dc.errors import InputDataError
+from s4dc.ir.graph import Graph
+from s4dc.ir.layer import Layer
+from s4dc.ir.layout import arrange
+from s4dc.targets.float_exec import pointwise
+from s4dc.targets.loihi2.numerics import MESSAGE_BITS, qmax
+
+QUANTIZED_OPS = {"qaffine", "qssm", "qadd"}
+
+
+class _Layer:
+    """Precomputed float64 constants of one quantized layer."""
+
+    def __init__(self, l: Layer):
+        self.l, p, a = l, l.params, l.attrs
+        self.msg = float(qmax(a.get("bits", {}).get("message", MESSAGE_BITS)))
+        if l.op == "qaffine":
+            self.wt = p["weight"].astype(np.float64).T.copy()
+            self.scale = 2.0 ** -a["shift"]
+            self.bias = p["bias_mant"].astype(np.float64) * 2.0 ** a["bias_exp"]
+        elif l.op == "qssm":
+            fa = a["a_frac"]
+            self.lam = p["a_re"] + 1j * p["a_im"]
+            self.lam_scale = 2.0 ** -fa
+            # B and the input shift per state, folded: the input term is
+            # (b * u) * 2^-b_shift, exact since b*u < 2^40 and shifts are powers of 2.
+            self.b = (p["b_re"] + 1j * p["b_im"]) * 2.0 ** -p["b_shift"].astype(np.float64)
+            # Re(c x) = c_re x_re - c_im x_im: conj(c) * x has that real part.
+            self.c_re, self.c_im = p["c_re"].astype(np.float64), p["c_im"].astype(np.float64)
+            self.c_scale = 2.0 ** -p["c_shift"].astype(np.float64)
+            self.d = p["d"].astype(np.float64) * 2.0 ** -a["d_shift"]
+            self.bias = p["bias_mant"].astype(np.float64) * 2.0 ** a["bias_exp"]
+            self.state = float(qmax(a["bits"]["state"]))
+        elif l.op == "qadd":
+            self.sa, self.sb = 2.0 ** -a["shift_a"], 2.0 ** -a["shift_b"]
+
+
+class FixedSimulator:
+    """Run a quantized graph: `run(x)` on float input (encoded, run in
+    integers, decoded), `run_int`/`trace` for the integers, `step` for one
+    token at a time."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.layers = {l.name: _Layer(l) for l in graph.layers}
+        self.in_layer = graph.input_layer
+        self.in_exp = self.in_layer.attrs["exp"]
+        self.saturations: dict[str, int] = {l.name: 0 for l in graph.layers}
+        self._state: dict[str, Any] | None = None
+
+    # -- encoding ---------------------------------------------------------------
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating):
+            raise InputDataError(f"input must be float32, got dtype {x.dtype}")
+        m = np.floor(x.astype(np.float64) * 2.0 ** -self.in_exp + 0.5)
+        lim = float(qmax(MESSAGE_BITS))
+        over = np.count_nonzero(np.abs(m) > lim)
+        self.saturations[self.in_layer.name] += int(over)
+        return np.clip(m, -lim - 1, lim) if over else m
+
+    def exp_of(self, tensor: str) -> int:
+        return self.graph.tensors[tensor].fmt.exp
+
+    # -- whole sequences -------------------------------------------------------------
+    def run(self, x: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        f = self.in_layer.attrs["features"]
+        x = np.asarray(x)
+        if x.ndim != 3 or x.shape[2] != f:
+            raise InputDataError(f"input must be (batch, time, {f}), got shape {x.shape}")
+        vals = self._run(self.encode(x), keep=False)
+        outs = [self._decode_output(l, vals[l.output]) for l in self.graph.output_layers]
+        return outs[0] if len(outs) == 1 else outs
+
+    def trace(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every layer's values per step: integers (int64, (batch, time, F))
+        for the chip's layers, floats for the host's decoding layers."""
+        vals = self._run(self.encode(np.asarray(x)), keep=True)
+        return {l.name: (vals[l.output].astype(np.int64) if l.op in QUANTIZED_OPS | {"input", "relu"}
+                         and self.graph.tensors[l.output].fmt is not None else vals[l.output])
+                for l in self.graph.layers}
+
+    def _run(self, m_in: np.ndarray, keep: bool) -> dict[str, np.ndarray]:
+        B, T, _ = m_in.shape
+        seq_layers = [l for l in self.graph.layers if self.graph.tensors[l.output].sequence]
+        host_layers = [l for l in self.graph.layers if not self.graph.tensors[l.output].sequence]
+        state: dict[str, Any] = {}
+        outs = {l.output: np.empty((B, T, self.graph.tensors[l.output].features)) for l in seq_layers}
+        for t in range(T):
+            cur: dict[str, np.ndarray] = {}
+            for l in seq_layers:
+                v = self._step_layer(l, [cur[i] for i in l.inputs], m_in[:, t], state)
+                cur[l.output] = v
+                outs[l.output][:, t] = v
+        vals: dict[str, np.ndarray] = dict(outs)
+        for l in host_layers:
+            vals[l.output] = self._host(l, vals)
+        return vals
+
+    # -- one step of the chip part ---------------------------------------------------
+    def _step_layer(self, l: Layer, ins: list[np.ndarray], m_t: np.ndarray, state: dict) -> np.ndarray:
+        op = l.op
+        if op == "input":
+            return m_t
+        if op == "relu":
+            return np.maximum(ins[0], 0.0)
+        if op == "output":
+            return ins[0]
+        c = self.layers[l.name]
+        if op == "qaffine":
+            v = np.floor((ins[0] @ c.wt) * c.scale) + c.bias
+            return self._finish(l, v, c.msg)
+        if op == "qadd":
+            return self._finish(l, np.floor(ins[0] * c.sa) + np.floor(ins[1] * c.sb), c.msg)
+        if op == "qssm":
+            u = ins[0]
+            x = state.get(l.name)
+            if x is None:
+                x = np.zeros(u.shape[:1] + c.lam.shape, np.complex128)
+            z = (c.lam * x) * c.lam_scale + c.b * u[:, :, None]
+            zr = z.view(np.float64)  # interleaved re, im: one floor for both
+            np.floor(zr + 0.5, out=zr)
+            over = np.count_nonzero(np.abs(zr) > c.state)
+            if over:
+                self.saturations[l.name] += int(over)
+                np.clip(zr, -c.state - 1, c.state, out=zr)
+            state[l.name] = z
+            o = np.floor((c.c_re * z.real - c.c_im * z.imag) * c.c_scale + 0.5)
+            over = np.count_nonzero(np.abs(o) > c.msg)
+            if over:
+                self.saturations[l.name] += int(over)
+                np.clip(o, -c.msg - 1, c.msg, out=o)
+            v = o.sum(axis=-1) + np.floor(c.d * u) + c.bias
+            return self._finish(l, v, c.msg)
+        raise AssertionError(f"{l.where()}: the simulator runs quantized graphs only")
+
+    def _finish(self, l: Layer, v: np.ndarray, lim: float) -> np.ndarray:
+        over = np.count_nonzero(np.abs(v) > lim)
+        if over:
+            self.saturations[l.name] += int(over)
+            v = np.clip(v, -lim - 1, lim)
+        return np.maximum(v, 0.0) if l.attrs.get("relu") else v
+
+    # -- host side: readouts, decoding, what follows a readout ----------------------
+    def _host(self, l: Layer, vals: dict[str, np.ndarray]) -> np.ndarray:
+        if l.op == "readout":
+            src = l.inputs[0]
+            scale = 2.0 ** self.exp_of(src)
+            seq = vals[src]
+            return (seq[:, -1, :] if l.attrs["mode"] == "last" else seq.mean(axis=1)) * scale
+        return pointwise(l, [vals[i] for i in l.inputs])
+
+    def _decode_output(self, l: Layer, v: np.ndarray) -> np.ndarray:
+        t = self.graph.tensors[l.output]
+        if t.sequence:
+            v = v * 2.0 ** self.exp_of(l.inputs[0])
+        return arrange(v, l.attrs["layout"], t.sequence).astype(np.float32)
+
+    # -- token by token --------------------------------------------------------------
+    def reset(self) -> None:
+        self._state = None
+
+    def step(self, x_t: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        x_t = np.asarray(x_t)
+        if self._state is None:
+            self._state = {"t": 0, "acc": {}}
+        st = self._state
+        st["t"] += 1
+        m = self.encode(x_t)
+        cur: dict[str, np.ndarray] = {}
+        vals: dict[str, np.ndarray] = {}
+        for l in self.graph.layers:
+            if self.graph.tensors[l.output].sequence:
+                cur[l.output] = self._step_layer(l, [cur[i] for i in l.inputs], m, st)
+                vals[l.output] = cur[l.output][:, None, :]
+            elif l.op == "readout":
+                src = cur[l.inputs[0]]
+                if l.attrs["mode"] == "last":
+                    r = src
+                else:
+                    st["acc"][l.name] = st["acc"].get(l.name, 0.0) + src
+                    r = st["acc"][l.name] / st["t"]
+                vals[l.output] = r * 2.0 ** self.exp_of(l.inputs[0])
+            else:
+                vals[l.output] = pointwise(l, [vals[i] for i in l.inputs])
+        outs = [self._decode_output(l, vals[l.output]) for l in self.graph.output_layers]
+        return outs[0] if len(outs) == 1 else outs
