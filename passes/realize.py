@@ -43,5 +43,5 @@ def apply(graph: Graph, options: Any) -> tuple[Graph, dict[str, Any]]:
         l.attrs = {"form": "diagonal", "time": "discrete", "folded": True}
         report[l.name] = {"modes": m, "kernel_taps": int(kernel.shape[1]),
                           "max_rel_error": float(f"{err:.3e}"),
-                          "max_abs_pole": float(f"{np.abs(fit.poles).max() if m else 0.0:.6f}")}
+                          "max_abs_pole": float(f"{np.abs(fit.poles).max() if m else 0.0:.9f}")}
     return g, ({"realized": report} if report else {})

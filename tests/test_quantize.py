@@ -1,0 +1,110 @@
+"""Quantize pass: stable rounding of A, error bounds, per-layer precision,
+bad calibration and config input, and PTQ accuracy on the digits example."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import s4dc
+from s4dc import errors
+from s4dc.cli import main
+from s4dc.passes.quantize import quantize_modes
+from conftest import SCAN, ort_run
+
+DIGITS = Path(__file__).parents[1] / "examples" / "digits"
+
+
+def impulse_err(lam, q):
+    l = np.arange(20000)
+    return np.sum(np.abs(lam ** l - q ** l) ** 2)
+
+
+@pytest.mark.parametrize("bits", [8, 12, 16])
+def test_quantized_modes_stay_inside_the_unit_circle(bits):
+    rng = np.random.default_rng(bits)
+    r = np.concatenate([1 - 10.0 ** rng.uniform(-7, -1, 400), rng.uniform(0, 1, 100)])
+    lam = r * np.exp(1j * rng.uniform(-np.pi, np.pi, r.size))
+    qr, qi = quantize_modes(lam, bits)
+    q = (qr + 1j * qi) / 2.0 ** (bits - 1)
+    assert np.all(np.abs(q) < 1)
+    assert np.all(np.abs(q - lam) <= 2 * 2.0 ** -(bits - 1) * np.sqrt(2))
+
+
+def test_mode_rounding_beats_coefficientwise_rounding():
+    rng = np.random.default_rng(0)
+    lam = (1 - 10.0 ** rng.uniform(-4, -2, 50)) * np.exp(1j * rng.uniform(0.01, 0.5, 50))
+    bits = 12
+    s = 2.0 ** (bits - 1)
+    qr, qi = quantize_modes(lam, bits)
+    q = (qr + 1j * qi) / s
+    naive = (np.round(lam.real * s) + 1j * np.round(lam.imag * s)) / s
+    for a, b, c in zip(lam, q, naive):
+        if abs(c) < 1:
+            assert impulse_err(a, b) <= impulse_err(a, c) * (1 + 1e-9)
+
+
+def test_simulator_agrees_with_float_within_reported_error():
+    net = s4dc.compile(SCAN / "scan_two_layers.onnx")
+    rep = net.manifest["passes"][-1]["changes"]
+    assert net.quantized
+    fnet = s4dc.compile(SCAN / "scan_two_layers.onnx", float_only=True)
+    x = np.random.default_rng(11).standard_normal((64, 32, 3)).astype(np.float32)
+    err = np.sqrt(np.mean((net.run(x) - fnet.run(x)) ** 2)) / np.sqrt(np.mean(fnet.run(x) ** 2))
+    assert err <= 3 * rep["output_rel_rms_error"] + 1e-6
+    assert rep["output_rel_rms_error"] < 0.05
+    for name, entry in rep["layers"].items():
+        assert entry["saturations"] == 0
+        if entry["op"] == "qssm":
+            assert entry["max_abs_eigenvalue"] < 1
+
+
+def test_digits_ptq_accuracy_drop_at_most_half_a_point():
+    data = np.load(DIGITS / "test.npz")
+    x, y = data["x"], data["y"]
+    net = s4dc.compile(DIGITS / "model.onnx", calibration=str(DIGITS / "calibration.npz"))
+    acc_q = np.mean(net.run(x).argmax(1) == y)
+    acc_f = np.mean(ort_run(DIGITS / "model.onnx", x).argmax(1) == y)
+    assert acc_f >= 0.95
+    assert acc_f - acc_q <= 0.005
+    assert sum(net.saturations.values()) == 0
+
+
+def test_per_layer_precision_config(tmp_path):
+    fnet = s4dc.compile(SCAN / "scan_dense.onnx", float_only=True)
+    layer = next(l.name for l in fnet.graph.layers if l.op == "ssm")
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"Model:\n  weight: 6\nLayerName:\n  {layer}:\n    a: 12\n    weight: 4\n")
+    net = s4dc.compile(SCAN / "scan_dense.onnx", config=str(cfg))
+    bits = {l.name: l.attrs["bits"] for l in net.graph.layers if "bits" in l.attrs}
+    assert bits[layer]["a"] == 12 and bits[layer]["weight"] == 4
+    assert all(b["weight"] == 6 for n, b in bits.items() if n != layer)
+    assert np.abs(net.graph.layer(layer).params["d"]).max() <= 8
+
+
+@pytest.mark.parametrize("setup,cls,text", [
+    (lambda d: np.savez(d / "c.npz", x=np.zeros((4, 48, 5), np.float32)), errors.CalibrationError,
+     "has shape (4, 48, 5), the model takes (n, 48, 3)"),
+    (lambda d: np.savez(d / "c.npz", x=np.zeros((4, 48, 3), np.int32)), errors.CalibrationError, "must be float32"),
+    (lambda d: np.savez(d / "c.npz", y=np.zeros((4, 48, 3), np.float32)), errors.CalibrationError, "cannot read"),
+    (lambda d: (d / "p.json").write_text(json.dumps({"LayerName": {"nope": {"weight": 4}}})), errors.ConfigError,
+     "LayerName 'nope' is not a layer of this network"),
+    (lambda d: (d / "p.json").write_text(json.dumps({"Model": {"weight": 9}})), errors.BitWidthError,
+     "weight bits = 9; Loihi 2 holds 2 to 8"),
+    (lambda d: (d / "p.json").write_text(json.dumps({"Model": {"a": 20}})), errors.BitWidthError,
+     "a bits = 20; Loihi 2 holds 4 to 16"),
+    (lambda d: (d / "p.json").write_text("{not json"), errors.ConfigError, "not valid JSON"),
+])
+def test_bad_calibration_or_config(setup, cls, text, tmp_path, capsys):
+    work = tmp_path / "in"
+    work.mkdir()
+    setup(work)
+    opt = {"calibration": str(work / "c.npz")} if (work / "c.npz").exists() else {"config": str(work / "p.json")}
+    with pytest.raises(cls, match=None) as info:
+        s4dc.compile(SCAN / "scan_dense.onnx", **opt)
+    assert text in str(info.value)
+    flag = ["--calibration", opt["calibration"]] if "calibration" in opt else ["--config", opt["config"]]
+    assert main([str(SCAN / "scan_dense.onnx"), "-o", str(tmp_path / "net"), "-q"] + flag) == 2
+    assert not (tmp_path / "net").exists()
