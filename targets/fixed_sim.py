@@ -25,6 +25,7 @@ from s4dc.targets.float_exec import pointwise
 from s4dc.targets.loihi2.numerics import MESSAGE_BITS, qmax
 
 QUANTIZED_OPS = {"qaffine", "qssm", "qadd"}
+CHUNK = 32  # samples per batch chunk: cache-sized working set
 
 
 class _Layer:
@@ -38,15 +39,12 @@ class _Layer:
             self.scale = 2.0 ** -a["shift"]
             self.bias = p["bias_mant"].astype(np.float64) * 2.0 ** a["bias_exp"]
         elif l.op == "qssm":
-            fa = a["a_frac"]
-            self.lam = p["a_re"] + 1j * p["a_im"]
-            self.lam_scale = 2.0 ** -fa
-            # B and the input shift per state, folded: the input term is
-            # (b * u) * 2^-b_shift, exact since b*u < 2^40 and shifts are powers of 2.
+            # Shifts are powers of two, folded into the coefficients: scaling
+            # by 2^-k is exact, so lam*x and b*u stay exact products.
+            self.lam = (p["a_re"] + 1j * p["a_im"]) * 2.0 ** -a["a_frac"]
             self.b = (p["b_re"] + 1j * p["b_im"]) * 2.0 ** -p["b_shift"].astype(np.float64)
-            # Re(c x) = c_re x_re - c_im x_im: conj(c) * x has that real part.
-            self.c_re, self.c_im = p["c_re"].astype(np.float64), p["c_im"].astype(np.float64)
-            self.c_scale = 2.0 ** -p["c_shift"].astype(np.float64)
+            # Re(conj(c) x) = c_re x_re + c_im x_im; we need c_re x_re - c_im x_im = Re(c x).
+            self.c = (p["c_re"] + 1j * p["c_im"]) * 2.0 ** -p["c_shift"].astype(np.float64)
             self.d = p["d"].astype(np.float64) * 2.0 ** -a["d_shift"]
             self.bias = p["bias_mant"].astype(np.float64) * 2.0 ** a["bias_exp"]
             self.state = float(qmax(a["bits"]["state"]))
@@ -100,17 +98,28 @@ class FixedSimulator:
                 for l in self.graph.layers}
 
     def _run(self, m_in: np.ndarray, keep: bool) -> dict[str, np.ndarray]:
+        """Run the chip layers over time. Without `keep`, only what the
+        outputs need is stored. Batches go through in chunks of CHUNK so the
+        working set stays in cache."""
         B, T, _ = m_in.shape
-        seq_layers = [l for l in self.graph.layers if self.graph.tensors[l.output].sequence]
-        host_layers = [l for l in self.graph.layers if not self.graph.tensors[l.output].sequence]
-        state: dict[str, Any] = {}
-        outs = {l.output: np.empty((B, T, self.graph.tensors[l.output].features)) for l in seq_layers}
-        for t in range(T):
-            cur: dict[str, np.ndarray] = {}
-            for l in seq_layers:
-                v = self._step_layer(l, [cur[i] for i in l.inputs], m_in[:, t], state)
-                cur[l.output] = v
-                outs[l.output][:, t] = v
+        g = self.graph
+        seq_layers = [l for l in g.layers if g.tensors[l.output].sequence]
+        host_layers = [l for l in g.layers if not g.tensors[l.output].sequence]
+        if keep:
+            stored = {l.output for l in seq_layers}
+        else:  # what the host needs: tensors read by host layers or outputs
+            stored = {i for l in host_layers + g.output_layers for i in l.inputs} & {l.output for l in seq_layers}
+        outs = {t: np.empty((B, T, g.tensors[t].features)) for t in stored}
+        for b0 in range(0, B, CHUNK):
+            b1 = min(B, b0 + CHUNK)
+            m = np.ascontiguousarray(m_in[b0:b1].transpose(1, 0, 2))  # time-major
+            state: dict[str, Any] = {}
+            for t in range(T):
+                cur: dict[str, np.ndarray] = {}
+                for l in seq_layers:
+                    cur[l.output] = self._step_layer(l, [cur[i] for i in l.inputs], m[t], state)
+                for name in stored:
+                    outs[name][b0:b1, t] = cur[name]
         vals: dict[str, np.ndarray] = dict(outs)
         for l in host_layers:
             vals[l.output] = self._host(l, vals)
@@ -125,9 +134,14 @@ class FixedSimulator:
             return np.maximum(ins[0], 0.0)
         if op == "output":
             return ins[0]
+        if op == "input":
+            return m_t
         c = self.layers[l.name]
         if op == "qaffine":
-            v = np.floor((ins[0] @ c.wt) * c.scale) + c.bias
+            v = ins[0] @ c.wt
+            v *= c.scale
+            np.floor(v, out=v)
+            v += c.bias
             return self._finish(l, v, c.msg)
         if op == "qadd":
             return self._finish(l, np.floor(ins[0] * c.sa) + np.floor(ins[1] * c.sb), c.msg)
@@ -136,29 +150,35 @@ class FixedSimulator:
             x = state.get(l.name)
             if x is None:
                 x = np.zeros(u.shape[:1] + c.lam.shape, np.complex128)
-            z = (c.lam * x) * c.lam_scale + c.b * u[:, :, None]
+            z = c.lam * x
+            z += c.b * u[:, :, None]
             zr = z.view(np.float64)  # interleaved re, im: one floor for both
-            np.floor(zr + 0.5, out=zr)
-            over = np.count_nonzero(np.abs(zr) > c.state)
-            if over:
-                self.saturations[l.name] += int(over)
-                np.clip(zr, -c.state - 1, c.state, out=zr)
+            zr += 0.5
+            np.floor(zr, out=zr)
+            self._saturate(l, zr, c.state)
             state[l.name] = z
-            o = np.floor((c.c_re * z.real - c.c_im * z.imag) * c.c_scale + 0.5)
-            over = np.count_nonzero(np.abs(o) > c.msg)
-            if over:
-                self.saturations[l.name] += int(over)
-                np.clip(o, -c.msg - 1, c.msg, out=o)
-            v = o.sum(axis=-1) + np.floor(c.d * u) + c.bias
+            o = (c.c * z).real  # exact: 40-bit products, power-of-two scale
+            o += 0.5
+            np.floor(o, out=o)
+            self._saturate(l, o, c.msg)
+            v = o.sum(axis=-1)
+            v += np.floor(c.d * u)
+            v += c.bias
             return self._finish(l, v, c.msg)
         raise AssertionError(f"{l.where()}: the simulator runs quantized graphs only")
 
+    def _saturate(self, l: Layer, v: np.ndarray, lim: float) -> None:
+        """Clip v in place to [-lim-1, lim], counting clipped values. Two
+        reductions on the common path; counting only when something clips."""
+        if v.max(initial=0.0) > lim or v.min(initial=0.0) < -lim - 1:
+            self.saturations[l.name] += int(np.count_nonzero((v > lim) | (v < -lim - 1)))
+            np.clip(v, -lim - 1, lim, out=v)
+
     def _finish(self, l: Layer, v: np.ndarray, lim: float) -> np.ndarray:
-        over = np.count_nonzero(np.abs(v) > lim)
-        if over:
-            self.saturations[l.name] += int(over)
-            v = np.clip(v, -lim - 1, lim)
-        return np.maximum(v, 0.0) if l.attrs.get("relu") else v
+        self._saturate(l, v, lim)
+        if l.attrs.get("relu"):
+            np.maximum(v, 0.0, out=v)
+        return v
 
     # -- host side: readouts, decoding, what follows a readout ----------------------
     def _host(self, l: Layer, vals: dict[str, np.ndarray]) -> np.ndarray:
