@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup demo test bench-compile fixtures clean
+.PHONY: all setup demo test bench bench-compile bench-accuracy bench-sim fixtures clean
 
 all: test
 
@@ -30,8 +30,21 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests
 
+bench: bench-compile bench-accuracy bench-sim
+
 bench-compile: $(STAMP)
 	$(PY) benchmarks/compile_time.py
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist package.
+FASHION := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+$(FASHION):
+	apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist
+
+bench-accuracy: $(STAMP) $(FASHION)
+	$(PY) benchmarks/accuracy.py
+
+bench-sim: $(STAMP) $(FASHION)
+	$(PY) benchmarks/sim_throughput.py
 
 fixtures: $(VENV)/.torch
 	$(PY) tests/fixtures/make_torch_fixtures.py

@@ -51,8 +51,11 @@ class Network:
             x = x[..., None]
         return x
 
-    def run(self, x: np.ndarray) -> np.ndarray | list[np.ndarray]:
-        """Outputs shaped exactly as the ONNX model's."""
+    def run(self, x: np.ndarray, workers: int = 1) -> np.ndarray | list[np.ndarray]:
+        """Outputs shaped exactly as the ONNX model's. `workers` > 1 runs a
+        quantized network's batch on that many processes."""
+        if self.quantized:
+            return self._exec.run(self._input(x), workers=workers)
         return self._exec.run(self._input(x))
 
     def trace(self, x: np.ndarray) -> dict[str, np.ndarray]:

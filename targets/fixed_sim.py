@@ -80,13 +80,31 @@ class FixedSimulator:
         return self.graph.tensors[tensor].fmt.exp
 
     # -- whole sequences -------------------------------------------------------------
-    def run(self, x: np.ndarray) -> np.ndarray | list[np.ndarray]:
+    def run(self, x: np.ndarray, workers: int = 1) -> np.ndarray | list[np.ndarray]:
+        """Outputs for a whole batch; `workers` > 1 splits the batch over
+        processes (same integers: samples are independent)."""
         f = self.in_layer.attrs["features"]
         x = np.asarray(x)
         if x.ndim != 3 or x.shape[2] != f:
             raise InputDataError(f"input must be (batch, time, {f}), got shape {x.shape}")
+        if workers > 1 and x.shape[0] >= 2 * CHUNK:
+            return self._run_parallel(x, workers)
         vals = self._run(self.encode(x), keep=False)
         outs = [self._decode_output(l, vals[l.output]) for l in self.graph.output_layers]
+        return outs[0] if len(outs) == 1 else outs
+
+    def _run_parallel(self, x: np.ndarray, workers: int):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        parts = np.array_split(np.arange(x.shape[0]), workers)
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            results = list(pool.map(_run_part, [(self.graph, x[p]) for p in parts]))
+        for _, sats in results:
+            for k, v in sats.items():
+                self.saturations[k] += v
+        outs = [np.concatenate([r[0][i] for r in results]) for i in range(len(self.graph.output_layers))]
         return outs[0] if len(outs) == 1 else outs
 
     def trace(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -224,3 +242,10 @@ class FixedSimulator:
                 vals[l.output] = pointwise(l, [vals[i] for i in l.inputs])
         outs = [self._decode_output(l, vals[l.output]) for l in self.graph.output_layers]
         return outs[0] if len(outs) == 1 else outs
+
+
+def _run_part(args) -> tuple[list[np.ndarray], dict[str, int]]:
+    graph, x = args
+    sim = FixedSimulator(graph)
+    out = sim.run(x)
+    return (out if isinstance(out, list) else [out]), sim.saturations

@@ -1,0 +1,138 @@
+"""Simulator throughput (`make bench-sim`): the bit-exact integer simulator
+against a float32 numpy reference of the same network, in one run.
+
+Goals (numerics issue), on the Fashion-MNIST model (784 steps): the integer
+simulator within 2x the float32 reference's time per sample-step at batch
+256, and the full 10k test set through all 784 steps in under 5 minutes on
+2 cores (projected from the measured rate with 2 worker processes, or
+measured with --full).
+
+    .venv/bin/python benchmarks/sim_throughput.py [--model examples/fashion/model.onnx] [--full]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+import s4dc
+from s4dc.ir.graph import Graph
+from s4dc.targets.fixed_sim import CHUNK
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Float32Reference:
+    """The float network in float32/complex64, chunked like the simulator."""
+
+    def __init__(self, g: Graph):
+        self.g = g
+        self.c = {}
+        for l in g.layers:
+            p = l.params
+            if l.op == "affine":
+                self.c[l.name] = (p["weight"].T.astype(np.float32).copy(), p["bias"].astype(np.float32))
+            elif l.op == "ssm":
+                gain = 2.0 if l.attrs.get("folded") else 1.0
+                self.c[l.name] = (p["A"].astype(np.complex64), p["B"].astype(np.complex64),
+                                  (gain * p["C"]).astype(np.complex64), p["D"].astype(np.float32),
+                                  p["bias"].astype(np.float32))
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        g = self.g
+        seq = [l for l in g.layers if g.tensors[l.output].sequence]
+        outs = []
+        for b0 in range(0, len(x), CHUNK):
+            m = np.ascontiguousarray(x[b0:b0 + CHUNK].transpose(1, 0, 2).astype(np.float32))
+            state, acc = {}, {}
+            for t in range(m.shape[0]):
+                cur = {}
+                for l in seq:
+                    ins = [cur[i] for i in l.inputs]
+                    if l.op == "input":
+                        v = m[t]
+                    elif l.op == "affine":
+                        w, b = self.c[l.name]
+                        v = ins[0] @ w
+                        v += b
+                    elif l.op == "ssm":
+                        A, B, C, D, bias = self.c[l.name]
+                        s = state.get(l.name)
+                        s = B * ins[0][:, :, None] if s is None else A * s + B * ins[0][:, :, None]
+                        state[l.name] = s
+                        v = (C * s).real.sum(-1) + D * ins[0] + bias
+                    elif l.op == "relu":
+                        v = np.maximum(ins[0], 0)
+                    elif l.op == "add":
+                        v = ins[0] + ins[1]
+                    else:
+                        v = ins[0]
+                    cur[l.output] = v
+                for l in g.layers:
+                    if l.op == "readout":
+                        src = cur[l.inputs[0]]
+                        acc[l.name] = src if l.attrs["mode"] == "last" else acc.get(l.name, 0) + src
+            outs.append(np.concatenate([acc[k] for k in acc], axis=-1))
+        return np.concatenate(outs)
+
+
+def rate(fn, x, repeats: int = 1) -> float:
+    """Seconds per sample-step (best of `repeats`)."""
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(x)
+        best = min(best, time.perf_counter() - t0)
+    return best / (x.shape[0] * x.shape[1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(ROOT / "examples" / "fashion" / "model.onnx"))
+    ap.add_argument("--calibration", default=None)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--full", action="store_true", help="also run the full Fashion-MNIST test set")
+    a = ap.parse_args()
+    model = Path(a.model)
+    calib = a.calibration or str(model.parent / "calibration.npz")
+    net = s4dc.compile(model, calibration=calib)
+    fnet = s4dc.compile(model, float_only=True)
+    ref = Float32Reference(_sunk(fnet.graph))
+    T, F = net.manifest["io"]["input"]["time_steps"], net.manifest["io"]["input"]["features"]
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (a.batch, T, F)).astype(np.float32)
+    ssm = [l for l in net.graph.layers if l.op == "qssm"]
+    print(f"model {model.name}: {len(ssm)} S4D layers, {sum(l.params['a_re'].size for l in ssm)} complex states, "
+          f"T={T}")
+    r_float = rate(ref.run, x)
+    r_int = rate(net.run, x)
+    r_int1 = rate(net.run, x[:1, :min(T, 200)])
+    r_float1 = rate(ref.run, x[:1, :min(T, 200)])
+    print(f"batch {a.batch}: float32 reference {r_float * 1e6:7.1f} us/sample-step, "
+          f"integer simulator {r_int * 1e6:7.1f} us/sample-step, ratio {r_int / r_float:.2f} (goal <= 2)")
+    print(f"batch 1:   float32 reference {r_float1 * 1e6:7.1f} us/step, integer simulator {r_int1 * 1e6:7.1f} us/step")
+    t2 = time.perf_counter()
+    net.run(np.concatenate([x, x]), workers=2)
+    r2 = (time.perf_counter() - t2) / (2 * a.batch * T)
+    proj = r2 * 10000 * 784
+    print(f"2 workers: {r2 * 1e6:.1f} us/sample-step -> 10k x 784 projected {proj:.0f} s (goal < 300 s)")
+    if a.full:
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("fdata", model.parent / "data.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        xt, yt = mod.load_fashion("test")
+        t0 = time.perf_counter()
+        out = net.run(xt, workers=2)
+        print(f"full test set {xt.shape}: {time.perf_counter() - t0:.0f} s, accuracy {np.mean(out.argmax(1) == yt):.4f}")
+
+
+def _sunk(g: Graph) -> Graph:
+    from s4dc.passes import PASSES
+    return PASSES["sink_readout"](g, None)[0]
+
+
+if __name__ == "__main__":
+    main()
