@@ -83,9 +83,21 @@ def _summary(net, out: Path, seconds: float) -> str:
     for line in g.summary().splitlines():
         lines.append("  " + line)
     lines.append("passes:")
+    quant = None
     for rec, (key, secs) in zip(net.manifest["passes"], net.timings.items()):
-        ch = ", ".join(f"{k}={v}" for k, v in rec["changes"].items()) or "no change"
-        lines.append(f"  {rec['pass']:<16} {secs * 1e3:8.1f} ms  {ch}")
+        ch = dict(rec["changes"])
+        if rec["pass"] == "quantize":
+            quant = ch.pop("layers", {})
+        text = ", ".join(f"{k}={v}" for k, v in ch.items()) or "no change"
+        lines.append(f"  {rec['pass']:<16} {secs * 1e3:8.1f} ms  {text}")
+    if quant:
+        lines.append(f"quantization (calibration: {net.manifest.get('calibration')}):")
+        lines.append(f"  {'layer':<24} {'op':<8} {'w/a/b/c bits':<13} {'exp':>4} {'saturations':>11} {'rel error':>10}")
+        for name, e in quant.items():
+            b = e.get("bits")
+            bits = f"{b['weight']}/{b['a']}/{b['b']}/{b['c']}" if b else "-"
+            lines.append(f"  {name:<24} {e['op']:<8} {bits:<13} {e['exp_out']:>4} {e['saturations']:>11} "
+                         f"{e.get('rel_rms_error', float('nan')):>10.2e}")
     return "\n".join(lines)
 
 

@@ -126,7 +126,8 @@ class FixedSimulator:
         if keep:
             stored = {l.output for l in seq_layers}
         else:  # what the host needs: tensors read by host layers or outputs
-            stored = {i for l in host_layers + g.output_layers for i in l.inputs} & {l.output for l in seq_layers}
+            needed = {i for l in host_layers for i in l.inputs} | {l.output for l in g.output_layers}
+            stored = needed & {l.output for l in seq_layers}
         outs = {t: np.empty((B, T, g.tensors[t].features)) for t in stored}
         for b0 in range(0, B, CHUNK):
             b1 = min(B, b0 + CHUNK)
