@@ -2,8 +2,9 @@
 (6 layers, H=256, N=64 states, L=1024), as the TorchScript/dynamo exporters
 write it (depthwise Conv with causal pads, D skip, ReLU, pointwise Conv).
 
-Goal (spine issue): under 10 s on 2 cores. Prints total seconds, the system
-identification (`realize`) share, and the ratio to the goal.
+Goal (spine issue): frontend plus float passes under 10 s on 2 cores. Prints
+total seconds, the system identification (`realize`) share, and the ratio to
+the goal; --quantize also times the default compile with quantization.
 
     .venv/bin/python benchmarks/compile_time.py [--layers 6 --h 256 --n 64 --l 1024]
 """
@@ -67,10 +68,11 @@ def main() -> None:
     ap.add_argument("--h", type=int, default=256)
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--l", type=int, default=1024)
+    ap.add_argument("--quantize", action="store_true", help="also time the default (quantizing) compile")
     a = ap.parse_args()
     model = conv_form_model(a.layers, a.h, a.n, a.l)
     t0 = time.perf_counter()
-    net = s4dc.compile(model)
+    net = s4dc.compile(model, float_only=True)
     total = time.perf_counter() - t0
     t = net.timings
     sysid = sum(v for k, v in t.items() if k.endswith("_realize"))
@@ -84,6 +86,12 @@ def main() -> None:
     print(f"  realize (sysid)  {sysid:7.2f} s   ({100 * sysid / total:.0f}% of total)")
     print(f"  other passes     {total - frontend - sysid:7.2f} s")
     print(f"modes per layer {modes}, worst kernel fit error {err:.2e}")
+    if a.quantize:
+        t0 = time.perf_counter()
+        qnet = s4dc.compile(model)
+        qt = time.perf_counter() - t0
+        quant = sum(v for k, v in qnet.timings.items() if k.endswith("_quantize"))
+        print(f"with quantization (64 synthetic calibration sequences): {qt:.1f} s, quantize pass {quant:.1f} s")
 
 
 if __name__ == "__main__":

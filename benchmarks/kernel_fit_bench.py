@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     layers = [stock_kernels(rng, args.h, args.n, args.l) for _ in range(args.layers)]
     times, errs, radii, modes, fails = [], [], [], [], 0
+    c0 = os.times()
     t_all = time.perf_counter()
     for i, k in enumerate(layers):
         t0 = time.perf_counter()
@@ -62,9 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         fails += int((fit.rel_error > args.tol).sum())
         print(f"layer {i}: {dt:6.2f} s  M={fit.n_modes:3d}  max rel_error={errs[-1]:.2e}  max|pole|={radii[-1]:.9f}")
     total = time.perf_counter() - t_all
+    c1 = os.times()
+    cpu = (c1.user - c0.user) + (c1.system - c0.system) + (c1.children_user - c0.children_user) \
+        + (c1.children_system - c0.children_system)
     n = args.layers * args.h
     print(f"total: {total:.2f} s for {n} kernels ({args.layers} x {args.h}, N={args.n}, L={args.l}, "
-          f"jobs={args.jobs}); per layer {total / args.layers:.2f} s")
+          f"jobs={args.jobs}); per layer {total / args.layers:.2f} s; CPU {cpu:.2f} s (this process and workers)")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average (1 min) at the end: {load:.2f} on {os.cpu_count()} cores")
     print(f"max rel_error {max(errs):.2e} (tol {args.tol:g}), channels above tol: {fails}, "
           f"max |pole| {max(radii):.9f}, modes per layer {modes}")
     return 0

@@ -18,36 +18,54 @@ L, which is how Loihi 2 runs it. Every candidate whose poles leave the disk is
 rejected; the reported error is always that of the returned, stable
 realization, recomputed from its poles and residues.
 
-Algorithm, per channel (batched over channels with numpy):
+Algorithm, per channel (batched over channels with numpy, one BLAS thread):
 
 1. Subspace: the Hankel matrix of the kernel (about L/2 x L/2) is sketched
-   with a fixed-seed Gaussian test matrix (deterministic), and the left
-   singular vectors of the sketch give the signal subspace and its singular
-   values.
-2. ESPRIT (matrix pencil): for a model order n, the poles are the eigenvalues
-   of the shift-invariance least-squares solution on the top-n subspace;
-   residues are the least-squares fit of the kernel (QR). The order search
-   starts from the singular value count and increases until the fit meets
-   `tol`. An ESPRIT fit is accepted only when all its poles are stable.
-3. Stable candidates for channels whose ESPRIT fits are unstable (the
-   non-decaying kernels, dt * L below about 4 for S4D):
-   a. lattice: poles on a uniform frequency grid with a common radius
-      (theta_j = j * delta, |p| = rho), the structure of S4D-Lin, with delta
-      and rho estimated from the well-determined ESPRIT poles and polished by
-      Gauss-Newton (variable projection) with rho <= max_radius;
-   b. damped Fourier extension: a stable grid of modes rho * exp(i j delta)
-      with spacing finer than the window's resolution, covering the band the
-      kernel occupies; it fits any kernel that is smooth on the window and
-      needs few modes when the kernel's band is narrow (small dt);
-   c. the ESPRIT poles reflected into the unit circle and clamped to
-      max_radius, residues refitted (always available, often poor).
-   The stable candidate with the fewest modes meeting `tol` wins; failing
-   that, the one with the smallest error.
-4. M = the largest per-channel mode count; channels needing fewer are padded
-   with pole 0 and residue 0.
+   with a fixed-seed Gaussian test matrix (products with the Hankel matrix
+   are correlations, done by FFT); its left singular vectors and singular
+   values give the signal subspace and the starting model order.
+2. ESPRIT (matrix pencil): for a model order n the poles are the eigenvalues
+   of the least-squares shift operator of the top-n subspace, the residues a
+   least-squares fit of the kernel. A fit counts only if every pole is
+   stable. Channels not fitted at the singular-value order get a sharper
+   subspace (one power iteration: the summed noise of the sketch otherwise
+   blurs the weak directions of clustered modes) and an order search.
+3. Stable candidates for the channels whose ESPRIT fits stay unstable (the
+   kernels that have not decayed inside the window; for stock S4D, dt * L
+   below about 4):
+   a. lattice: rho * exp(i j delta), j = 0 .. J-1, the structure of S4D-Lin
+      (uniform frequencies, common radius). The highest-frequency pole of
+      the unconstrained fit sits at the edge of the mode cluster, where
+      ESPRIT stays accurate, so theta_top = (J-1) delta pins delta for each
+      J; the sizes are scanned upward and Gauss-Newton (variable projection,
+      rho <= max_radius) polishes (delta, rho). When the lattice is finer
+      than the window resolves, it fits like a Fourier extension.
+   b. damped Fourier-extension grids over the kernel's band, the ESPRIT poles
+      reflected into the disk and clamped, for short kernels an exact stable
+      interpolation (rho * DFT frequencies), and as a last resort `cap` modes
+      spread over the band.
+   Residues of these (often ill-conditioned) sets minimize the window error
+   plus a penalty on the realization's energy past the window, with the
+   largest penalty keeping the error within tol/2: plain least squares would
+   return large residues that cancel in the window and not beyond it.
+4. Choice per channel: within tol and "tame" (the realized kernel over
+   [L, 4L) peaks below 16x its peak inside the window), then fewest modes,
+   then smallest error. Residues above 1e6 x ||k|| (FIR-like kernels imitated
+   by near-zero poles) are cut back by truncated SVD, error reported as is.
+5. M = the largest per-channel mode count (or n_modes). A channel whose
+   kernel has not decayed and that used fewer than M modes is refitted with
+   the M-mode lattice when that fits within tol/2, tamely and better: for an
+   S4D-Lin layer this recovers the original modes (and so the original
+   continuation past the window) of kernels the window cannot resolve.
+   Channels still needing fewer modes are padded with pole 0 and residue 0.
+   rel_error is recomputed from the returned poles and residues.
+
+Beyond the window, a kernel that has not decayed is not determined by the
+data: the realization's continuation is stable, and of the kernel's scale
+(at most _SWELL x its peak), but need not be the original system's.
 
 Deterministic: the sketch uses a fixed seed, channels are processed in fixed
-chunks, and every decision depends on one channel's data only, so results are
+chunks of 32 whose results depend on their own data only, so results are
 bit-identical across calls and across `n_jobs`.
 """
 from __future__ import annotations
@@ -254,26 +272,29 @@ def _subspace(k: np.ndarray, width: int, power: int, cache: dict) -> tuple[np.nd
     in the sketch and blurs the weakest signal directions, which the
     clustered modes of non-decaying kernels need.
     """
-    B, L = k.shape
+    L = k.shape[1]
     q = L // 2
     p = L - q + 1
-    win = np.lib.stride_tricks.sliding_window_view(k, q, axis=1)  # (B, p, q) view
     if width >= q:
-        Y = np.ascontiguousarray(win)
+        Y = np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(k, q, axis=1))
     else:
-        key = (q, width)
-        Om = cache.get(key)
-        if Om is None:
+        # products with the Hankel matrix are correlations with the kernel:
+        # (H x)[i] = sum_t k[i+t] x[t] and (H^T y)[t] = sum_i k[i+t] y[i] need no
+        # wrap-around in a circular correlation of length L, so one rfft of the
+        # kernel serves every product (exact to rounding, 3x faster than GEMM)
+        key = (L, width)
+        Omf = cache.get(key)
+        if Omf is None:
             Om = np.random.default_rng(_SEED + 7919 * q + width).standard_normal((q, width)) / np.sqrt(width)
-            cache[key] = Om
-        Y = np.empty((B, p, width))
-        Z = np.empty((B, q, width)) if power else None
-        for b in range(B):
-            np.matmul(win[b], Om, out=Y[b])
-            for _ in range(power):
-                np.matmul(win[b].T, Y[b], out=Z[b])
-                Zq = np.linalg.qr(Z[b])[0]
-                np.matmul(win[b], Zq, out=Y[b])
+            Omf = np.conj(np.fft.rfft(Om.T, L))                      # (r, L/2+1)
+            cache[key] = Omf
+        Kf = np.fft.rfft(k, L)[:, None, :]                            # (B, 1, L/2+1)
+        Yt = np.fft.irfft(Kf * Omf[None], L)[:, :, :p]               # (B, r, p): Y^T
+        for _ in range(power):
+            Zt = np.fft.irfft(Kf * np.conj(np.fft.rfft(Yt, L)), L)[:, :, :q]   # (H^T Y)^T
+            Qz = np.linalg.qr(np.swapaxes(Zt, 1, 2))[0]              # (B, q, r)
+            Yt = np.fft.irfft(Kf * np.conj(np.fft.rfft(np.swapaxes(Qz, 1, 2), L)), L)[:, :, :p]
+        Y = np.ascontiguousarray(np.swapaxes(Yt, 1, 2))               # (B, p, r)
     # U = Y V S^-1 from the R factor alone (R = Ur S V^T): the weakest
     # directions kept (S > 1e-13 S[0]) are accurate to about eps * S[0] / S
     R = np.linalg.qr(Y, mode="r")
@@ -292,11 +313,21 @@ def _esprit(U: np.ndarray, n: int) -> np.ndarray:
     den = 1.0 - (u * u).sum(axis=1)
     den = np.where(den > 1e-12, den, 1e-12)
     X = G + u[:, :, None] * np.matmul(u[:, None, :], G) / den[:, None, None]
-    return np.linalg.eigvals(X)
+    try:
+        return np.linalg.eigvals(X)
+    except np.linalg.LinAlgError:   # rare non-convergence: per matrix, zeros where it fails
+        out = np.zeros(X.shape[:2], complex)
+        for b in range(X.shape[0]):
+            try:
+                out[b] = np.linalg.eigvals(X[b])
+            except np.linalg.LinAlgError:
+                pass
+        return out
 
 
 # --------------------------------------------------------------------------- candidates
 
+_RES_MAX = 1e6  # largest |residue| / ||k|| of a returned realization
 _SWELL = 16.0  # a continuation peaking above this multiple of the window's peak is "swelling"
 
 
@@ -345,6 +376,28 @@ class _Best:
 
     def done(self, i: int) -> bool:
         return bool(self.err[i] <= self.tol and self.tame[i])
+
+
+def _lstsq_tsvd(k: np.ndarray, ev: np.ndarray, target: float, bound: float = np.inf) -> tuple[np.ndarray, float]:
+    """Smallest-norm coefficients (truncated SVD of the column-scaled design)
+    whose residual is within target, or else the most accurate truncation whose
+    coefficients stay within bound (in absolute value)."""
+    L = k.shape[0]
+    D = _design(ev[None], L)[0]
+    s = np.linalg.norm(D, axis=0)
+    s = np.where(s > 0, s, 1.0)
+    U, S, Vt = np.linalg.svd(D / s, full_matrices=False)
+    c = U.T @ k
+    out2 = max(float(k @ k) - float(c @ c), 0.0)
+    tail2 = np.concatenate([np.cumsum((c * c)[::-1])[::-1], [0.0]])   # tail2[r] = sum_{i >= r} c_i^2
+    rmax = int(np.count_nonzero(S > 1e-14 * S[0])) if S.size else 0
+    within = np.nonzero(out2 + tail2[: rmax + 1] <= target * target)[0]
+    r = int(within[0]) if within.size else rmax
+    x = (Vt[:r].T @ (c[:r] / S[:r])) / s
+    while r > 0 and np.max(np.abs(x)) > bound:
+        r -= 1
+        x = (Vt[:r].T @ (c[:r] / S[:r])) / s
+    return x, float(np.linalg.norm(k - D @ x))
 
 
 def _tail_gram(ev: np.ndarray, L: int) -> np.ndarray:
@@ -504,8 +557,7 @@ class _Lattice:
 
     The residues are eliminated through the lattice's Hermitian Toeplitz Gram
     matrix, which has a closed form (geometric sums), so an evaluation costs
-    O(L J + J^3). Used for the lattice scan and its Gauss-Newton polish; the
-    returned candidates are re-evaluated by QR least squares.
+    O(L J + J^3). Used for the lattice scan and its Gauss-Newton polish.
     """
 
     def __init__(self, k: np.ndarray, J: int):
@@ -521,11 +573,20 @@ class _Lattice:
         """Least squares on the lattice. Returns (E, G, c, res): E (L, J) the
         modes j >= 0, G the Gram matrix, c the coefficients of j = -(J-1)..J-1."""
         J, L = self.J, self.L
-        E = np.empty((L, J), complex)
-        E[:, 0] = rho ** self.l
-        if J > 1:
-            E[:, 1:] = np.exp(1j * delta * self.l)[:, None]
-            np.cumprod(E, axis=1, out=E)
+        # row j: rho^l exp(i j delta l), as (high block) x (low block) products
+        e = np.exp(1j * delta * self.l)
+        b = max(1, int(np.ceil(np.sqrt(J))))
+        lo = np.empty((b, L), complex)
+        lo[0] = rho ** self.l
+        for j in range(1, b):
+            lo[j] = lo[j - 1] * e
+        a_n = -(-J // b)
+        hi = np.empty((a_n, L), complex)
+        hi[0] = 1.0
+        eb = np.exp(1j * delta * b * self.l)
+        for j in range(1, a_n):
+            hi[j] = hi[j - 1] * eb
+        E = (hi[:, None, :] * lo[None, :, :]).reshape(a_n * b, L)[:J].T
         w = (rho * rho) * np.exp(1j * delta * self.dd)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             gs = np.where(np.abs(1 - w) > 1e-13, (1 - w ** L) / (1 - w), float(L))
@@ -629,6 +690,51 @@ def _lattice_residues(k: np.ndarray, lat: _Lattice, delta: float, rho: float, rh
     return p, r, err, _swell(p, r, L) <= _SWELL
 
 
+def _pole_weights(pp: np.ndarray, rr: np.ndarray, L: int) -> np.ndarray:
+    """Window energy of each folded mode of a fit: |r| sqrt(sum_l |p|^2l)."""
+    a = np.abs(pp)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        a2 = a * a
+        energy = np.where(np.abs(1 - a2) > 1e-12, (1 - a2 ** L) / (1 - a2), float(L))
+        w = np.abs(rr) * np.sqrt(np.abs(energy))
+    return np.where(np.isfinite(w), w, np.max(w[np.isfinite(w)], initial=0.0) * 10 + 1.0)
+
+
+def _lattice_init(pp: np.ndarray, w: np.ndarray, tol: float, rho_max: float):
+    """(theta_top, rho_top, n_sig) from a fit's upper poles: the highest-frequency
+    significant pole near the unit circle, its radius, and the number of
+    significant poles with positive frequency; None if there is none."""
+    a = np.abs(pp)
+    th = np.angle(pp)
+    near = (a > 0.8) & (a < 1.25) & (th > 0)
+    if not near.any():
+        return None
+    sig = near & (w > max(0.02 * float(np.median(w[near])), 0.3 * tol))
+    if not sig.any():
+        return None
+    it = int(np.argmax(np.where(sig, th, -np.inf)))
+    return float(th[it]), min(float(a[it]), rho_max), int(np.count_nonzero(sig))
+
+
+def _lattice_at(k: np.ndarray, top: float, rho0: float, J: int, tol: float, rho_max: float):
+    """The lattice of exactly J modes through theta_top, polished; an evaluated
+    fit (poles, residues, residual norm, tame) or None."""
+    if J < 2 or 2 * J - 1 > k.shape[0]:
+        return None
+    nk = float(np.linalg.norm(k))
+    lat = _Lattice(k, J)
+    dl, rh, e = _lattice_gn(lat, top / (J - 1), rho0, rho_max, iters=15, good=0.01 * tol * nk)
+    if not (np.isfinite(e) and e <= 0.5 * tol * nk):
+        return None
+    fit = _lattice_residues(k, lat, dl, rh, rho_max)
+    if fit is None or not fit[3]:
+        ev = _clip_radius(_lattice_poles(dl, rh, J), rho_max)
+        x, ex = _lstsq_tame(k, ev, 0.5 * tol * nk)
+        pq, rq = _coef_to_residues(ev[None], x[None])
+        fit = (pq[0], rq[0], ex, _swell(pq[0], rq[0], k.shape[0]) <= _SWELL)
+    return fit
+
+
 def _lattice_candidates(k: np.ndarray, pp: np.ndarray, w: np.ndarray, tol: float, cap: int,
                         rho_max: float) -> list[tuple]:
     """Lattice (S4D-Lin structure) candidates from a reference fit's upper poles pp.
@@ -636,26 +742,20 @@ def _lattice_candidates(k: np.ndarray, pp: np.ndarray, w: np.ndarray, tol: float
     The highest-frequency significant pole sits at the edge of the mode
     cluster, where ESPRIT is accurate even when the cluster's interior is
     not, so theta_top = (J - 1) * delta pins delta for each lattice size J.
-    Every size up to cap is scored by one least-squares solve; the promising
-    ones are polished by Gauss-Newton in increasing J, stopping at the first
-    within tol.
+    Sizes are scored by one least-squares solve each, in increasing J; those
+    whose score is small or drops sharply are polished by Gauss-Newton, and
+    the scan stops at the first within tol whose continuation is tame.
+    Returns evaluated fits (poles, residues, residual norm, tame).
     """
-    a = np.abs(pp)
-    th = np.angle(pp)
-    near = (a > 0.8) & (a < 1.25) & (th > 0)
-    if not near.any():
+    init = _lattice_init(pp, w, tol, rho_max)
+    if init is None:
         return []
-    sig = near & (w > max(0.02 * float(np.median(w[near])), 0.3 * tol))
-    if not sig.any():
-        return []
-    it = int(np.argmax(np.where(sig, th, -np.inf)))
-    top = float(th[it])
+    top, rho0, n_sig = init
     rho_hi = rho_max
-    rho0 = min(float(a[it]), rho_hi)          # the edge pole's radius is accurate too
     nk = float(np.linalg.norm(k))
     # a resolved lattice shows all its modes in the reference fit; an
     # unresolved one shows fewer, never more
-    j_lo = max(2, int(np.count_nonzero(sig)) - 2)
+    j_lo = max(2, n_sig - 2)
     best_e, best_ev = np.inf, None
     found: list[np.ndarray] = []
     prev = None
@@ -714,17 +814,21 @@ def _orders_from_sv(S: np.ndarray, tol: float, n_max: int) -> np.ndarray:
 
 
 def _try_orders(k, live, idx, U, orders, best, tol, cap, rho_max, ref_fit, unstable_fit, decayed):
-    """ESPRIT fits at the given order per channel (idx: rows of U / positions in live)."""
+    """ESPRIT fits at the given order per channel (idx: rows of U / positions in
+    live). Returns the number of folded modes of each fit (aligned with idx)."""
+    slots = np.zeros(len(idx), dtype=int)
     for n in np.unique(orders):
         sel = idx[orders == n]
         ev = _esprit(U[sel], int(n))
         ev = np.where(np.abs(ev.imag) <= 1e-14 * np.abs(ev), ev.real + 0j, ev)
         x, rn = _lstsq_fit(k[live[sel]], ev, tol)
         pp, rr = _coef_to_residues(ev, x)
+        pos = np.nonzero(orders == n)[0]
         for j, i in enumerate(sel):
             ci = live[i]
             stable = bool(np.all(np.abs(ev[j]) <= rho_max))
-            fits_cap = _slots(ev[j]) <= cap
+            slots[pos[j]] = _slots(ev[j])
+            fits_cap = slots[pos[j]] <= cap
             if stable and fits_cap:
                 tame = True
                 if rn[j] <= tol and not decayed[ci]:
@@ -736,12 +840,15 @@ def _try_orders(k, live, idx, U, orders, best, tol, cap, rho_max, ref_fit, unsta
             # reference unconstrained fit: the lowest order within tol/10, else the most accurate
             if cur is None or (cur[3] > 0.1 * tol and rn[j] < cur[3]):
                 ref_fit[i] = (ev[j], pp[j], rr[j], rn[j])
+    return slots
 
 
-def _fit_chunk(k: np.ndarray, tol: float, cap: int, rho_max: float) -> tuple[list, list, np.ndarray]:
+def _fit_chunk(k: np.ndarray, tol: float, cap: int, rho_max: float) -> tuple[list, list, np.ndarray, list]:
     """Fit a chunk of normalized kernels (B, L), each with ||k|| = 1 or 0.
 
-    Returns per-channel poles (Im >= 0), residues, and the relative fit error.
+    Returns per-channel poles (Im >= 0), residues, the relative fit error, and
+    a lattice hint (theta_top, rho_top) for kernels that have not decayed in
+    the window (None otherwise).
     """
     B, L = k.shape
     best = _Best(B, tol)
@@ -749,20 +856,21 @@ def _fit_chunk(k: np.ndarray, tol: float, cap: int, rho_max: float) -> tuple[lis
     for i in range(B):  # the empty model is the baseline (exact for a zero kernel)
         best.offer(i, np.zeros(0, complex), np.zeros(0, complex), float(norms[i]))
     live = np.nonzero(norms > 0)[0]
+    hints: list = [None] * B
     if live.size == 0 or cap == 0:
-        return best.poles, best.res, best.err
+        return best.poles, best.res, best.err, hints
 
     q = L // 2
     p_rows = L - q + 1
     n_max = int(min(2 * cap, p_rows - 2, q - 1))
     if n_max < 1:
-        # kernels too short for a Hankel matrix: a stable grid of modes
-        for i in live:
-            ev = _fe_poles(np.pi, L, cap, rho_max ** 0.5, 1.0)
-            if ev is not None:
-                pp, rr, ee = _eval_sets(k[i:i + 1], [ev])
+        # kernels too short for a Hankel matrix: exact stable interpolation
+        if L // 2 + 1 <= cap:
+            ev = _dft_poles(L, min(rho_max, float(np.exp(-1.0 / L))))
+            for i in live:
+                pp, rr, ee = _eval_sets(k[i:i + 1], [ev], 0.5 * tol)
                 best.offer(i, pp[0], rr[0], ee[0])
-        return best.poles, best.res, best.err
+        return best.poles, best.res, best.err, hints
 
     # kernels whose last tenth holds less than 1e-3 of their peak have decayed:
     # a stable fit of those cannot swell past the window
@@ -781,7 +889,7 @@ def _fit_chunk(k: np.ndarray, tol: float, cap: int, rho_max: float) -> tuple[lis
     _try_orders(k, live, allidx, U, n0, best, tol, cap, rho_max, ref_fit, unstable_fit, decayed)
     todo = np.array([i for i in allidx if not best.done(live[i])], dtype=int)
     if todo.size == 0:
-        return best.poles, best.res, best.err
+        return _finish(k, live, best, tol, ref_fit, decayed, hints, rho_max)
 
     # ---- pass 2: accurate subspace (one power iteration, wider when the rank needs it)
     need_w = n0[todo] + 3 * _OVERSAMPLE // 2
@@ -793,25 +901,33 @@ def _fit_chunk(k: np.ndarray, tol: float, cap: int, rho_max: float) -> tuple[lis
         n1 = _orders_from_sv(S2, tol, m_max)
         loc = np.arange(len(grp))
         order = n1.copy()
+        top = np.full(len(grp), m_max)          # highest order allowed (mode cap)
         active = np.ones(len(grp), bool)
-        for step in (0, 1, 1, 2, 4, 8):
-            order = np.minimum(order + step, m_max)
+        for it, step in enumerate((1, 1, 2, 4, 8, 8, 8, 8)):
             a = loc[active]
             if a.size == 0:
                 break
             # fits go into the shared lists through a view of positions
             sub_ref = [ref_fit[grp[j]] for j in range(len(grp))]
             sub_uns = [unstable_fit[grp[j]] for j in range(len(grp))]
-            _try_orders(k, live[grp], a, U2, order[a], best, tol, cap, rho_max, sub_ref, sub_uns, decayed)
+            sl = _try_orders(k, live[grp], a, U2, order[a], best, tol, cap, rho_max, sub_ref, sub_uns, decayed)
             for j in range(len(grp)):
                 ref_fit[grp[j]], unstable_fit[grp[j]] = sub_ref[j], sub_uns[j]
-            for j in a:
+            for j, nsl in zip(a, sl):
                 ci = live[grp[j]]
                 rf = ref_fit[grp[j]]
+                if nsl > cap:                    # too many modes: come back down
+                    top[j] = order[j] - 1
+                    order[j] = max(1, order[j] - (nsl - cap))
+                    if order[j] > top[j] or it >= 6:
+                        active[j] = False
+                    continue
                 # done: fitted; or the order is exhausted; or an unconstrained fit is
                 # already accurate but unstable (more order will not make it stable)
-                if best.done(ci) or order[j] >= m_max or (rf is not None and rf[3] <= 0.1 * tol):
+                if best.done(ci) or order[j] >= top[j] or (rf is not None and rf[3] <= 0.1 * tol):
                     active[j] = False
+                else:
+                    order[j] = min(order[j] + step, top[j])
 
     # ---- fewer modes: an ESPRIT fit with several real poles (a near-real
     #      pair resolved as two reals, say) may have a neighbour order that
@@ -837,7 +953,34 @@ def _fit_chunk(k: np.ndarray, tol: float, cap: int, rho_max: float) -> tuple[lis
     need = [i for i in allidx if not best.done(live[i])]
     if need:
         _fallbacks(k, live, need, ref_fit, unstable_fit, best, tol, cap, rho_max)
-    return best.poles, best.res, best.err
+
+    return _finish(k, live, best, tol, ref_fit, decayed, hints, rho_max)
+
+
+def _finish(k, live, best, tol, ref_fit, decayed, hints, rho_max):
+    """Residue guard and lattice hints; the chunk's results."""
+    L = k.shape[1]
+    for i, ci in enumerate(live):
+        if not decayed[ci] and ref_fit[i] is not None:
+            _, pp, rr, _ = ref_fit[i]
+            init = _lattice_init(pp, _pole_weights(pp, rr, L), tol, rho_max)
+            if init is not None:
+                hints[ci] = init[:2]
+    # ---- conditioning guard: residues far beyond the kernel's scale cancel inside
+    #      the window (near-zero poles imitating the taps of an FIR kernel, say).
+    #      Such a realization is numerically meaningless (its value depends on
+    #      rounding, and no fixed-point format holds it), so residues are bounded
+    #      by _RES_MAX x ||k||: the largest truncated-SVD fit within the bound,
+    #      its (larger) error reported as it is.
+    for ci in live:
+        p, r = best.poles[ci], best.res[ci]
+        if p is None or p.size == 0 or np.max(np.abs(r)) <= _RES_MAX:
+            continue
+        ev = _conj_closed(p)
+        x, e = _lstsq_tsvd(k[ci], ev, 0.5 * tol, bound=_RES_MAX)
+        pp, rr = _coef_to_residues(ev[None], x[None])
+        best.poles[ci], best.res[ci], best.err[ci] = pp[0], rr[0], e
+    return best.poles, best.res, best.err, hints
 
 
 def _fallbacks(k, live, need, ref_fit, unstable_poles, best, tol, cap, rho_max):
@@ -847,20 +990,15 @@ def _fallbacks(k, live, need, ref_fit, unstable_poles, best, tol, cap, rho_max):
     kernels an exact stable interpolation. The reference unconstrained ESPRIT
     fit of each channel shows the band, radius and lattice of its kernel.
     Residues of these often ill-conditioned sets come from `_lstsq_tame`."""
-    B, L = k.shape
+    L = k.shape[1]
     for i in need:
         ci = live[i]
         kk = k[ci]
         if ref_fit[i] is None:
             continue
-        ev, pp, rr, rn = ref_fit[i]
-        # weight of each upper-half pole: its energy in the window
+        _, pp, rr, _ = ref_fit[i]
         a = np.abs(pp)
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            a2 = a * a
-            energy = np.where(np.abs(1 - a2) > 1e-12, (1 - a2 ** L) / (1 - a2), float(L))
-            w = np.abs(rr) * np.sqrt(np.abs(energy))
-        w = np.where(np.isfinite(w), w, np.max(w[np.isfinite(w)], initial=0.0) * 10 + 1.0)
+        w = _pole_weights(pp, rr, L)
 
         # a. lattice (S4D-Lin structure)
         for pq, rq, eq, tame in _lattice_candidates(kk, pp, w, tol, cap, rho_max):
@@ -885,6 +1023,10 @@ def _fallbacks(k, live, need, ref_fit, unstable_poles, best, tol, cap, rho_max):
             cands.append(_conj_closed(_stabilize(unstable_poles[i][1], rho_max)))
         if L // 2 + 1 <= cap:   # short kernels: exact stable interpolation
             cands.append(_dft_poles(L, float(np.exp(-1.0 / L))))
+        else:                   # last resort: cap modes spread over the band
+            g = _fe_poles(theta_b, L, cap, rho_fe, 2.0 * L * theta_b * 1.15 / (np.pi * max(cap - 1, 1)), cap)
+            if g is not None:
+                cands.append(g)
         cands = [_clip_radius(c, rho_max) for c in cands if _slots(c) <= cap and len(c) <= L]
         cands.sort(key=_slots)
         for c in cands:
@@ -896,19 +1038,37 @@ def _fallbacks(k, live, need, ref_fit, unstable_poles, best, tol, cap, rho_max):
 
 # --------------------------------------------------------------------------- driver
 
-def _fit_range(args) -> tuple[list, list, np.ndarray]:
+def _fit_range(args) -> tuple[list, list, np.ndarray, list]:
     kn, tol, cap, rho_max = args
-    ctx = _single_thread()
-    with ctx:
+    with _single_thread():
         poles: list = []
         res: list = []
         errs = []
+        hints: list = []
         for s in range(0, kn.shape[0], _CHUNK):
-            p, r, e = _fit_chunk(np.ascontiguousarray(kn[s:s + _CHUNK]), tol, cap, rho_max)
+            p, r, e, hh = _fit_chunk(np.ascontiguousarray(kn[s:s + _CHUNK]), tol, cap, rho_max)
             poles += p
             res += r
             errs.append(e)
-        return poles, res, (np.concatenate(errs) if errs else np.zeros(0))
+            hints += hh
+        return poles, res, (np.concatenate(errs) if errs else np.zeros(0)), hints
+
+
+def _refit_lattices(args) -> list:
+    """Use the layer's M: for each (kernel, hint, current error) with fewer than M
+    modes that has not decayed in the window, the lattice of exactly M modes,
+    when it fits within tol/2, tamely and better than the current fit. Such a
+    kernel is not identifiable from the window; for an S4D-Lin layer of M
+    modes the M-lattice is the original system, whose continuation past the
+    window is the right one. Returns (index, poles, residues, error) to apply."""
+    items, M, tol, rho_max = args
+    out = []
+    with _single_thread():
+        for idx, k, (top, rho0), err in items:
+            fit = _lattice_at(k, top, rho0, M, tol, rho_max)
+            if fit is not None and fit[3] and fit[2] < err:
+                out.append((idx, fit[0], fit[1], fit[2]))
+    return out
 
 
 class _NullCtx:
@@ -981,8 +1141,9 @@ def fit_kernels(kernels: np.ndarray, *, tol: float = 1e-5, max_modes: int = 64,
 
     n_jobs = max(1, int(n_jobs))
     n_chunks = -(-H // _CHUNK)
+    ex = None
     if n_jobs == 1 or n_chunks == 1:
-        poles, res, _ = _fit_range((kn, tol, cap, max_radius))
+        poles, res, errs, hints = _fit_range((kn, tol, cap, max_radius))
     else:
         import concurrent.futures as cf
         import multiprocessing as mp
@@ -991,30 +1152,52 @@ def fit_kernels(kernels: np.ndarray, *, tol: float = 1e-5, max_modes: int = 64,
         # exactly as with n_jobs=1, so the result does not depend on n_jobs
         per = -(-n_chunks // n_jobs)
         bounds = [(c * _CHUNK, min(H, (c + per) * _CHUNK)) for c in range(0, n_chunks, per)]
-        # (whole chunks, so each is computed exactly as with n_jobs=1)
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         old = {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
         for v in old:   # for spawned workers: one BLAS thread each
             os.environ[v] = "1"
         try:
-            with cf.ProcessPoolExecutor(max_workers=len(bounds), mp_context=mp.get_context(method)) as ex:
-                parts = list(ex.map(_fit_range, [(kn[a:b], tol, cap, max_radius) for a, b in bounds]))
+            ex = cf.ProcessPoolExecutor(max_workers=len(bounds), mp_context=mp.get_context(method))
+            parts = list(ex.map(_fit_range, [(kn[a:b], tol, cap, max_radius) for a, b in bounds]))
         finally:
             for v, val in old.items():
                 if val is None:
                     os.environ.pop(v, None)
                 else:
                     os.environ[v] = val
-        poles, res = [], []
-        for p, r, _ in parts:
+        poles, res, errs, hints = [], [], [], []
+        for p, r, e, hh in parts:
             poles += p
             res += r
+            errs.append(e)
+            hints += hh
+        errs = np.concatenate(errs)
 
     M = cap if n_modes is not None else max((len(p) for p in poles), default=0)
+    # channels with fewer modes than the layer: the M-mode lattice where it fits better
+    items = [(h, kn[h], hints[h], float(errs[h])) for h in range(H)
+             if hints[h] is not None and len(poles[h]) < M]
+    try:
+        if items:
+            if ex is None or len(items) < 8:
+                updates = _refit_lattices((items, M, tol, max_radius))
+            else:
+                split = [items[i::len(bounds)] for i in range(len(bounds))]
+                updates = [u for part in ex.map(_refit_lattices, [(it, M, tol, max_radius) for it in split])
+                           for u in part]
+            for h, p, r, e in updates:
+                poles[h], res[h], errs[h] = p, r, e
+    finally:
+        if ex is not None:
+            ex.shutdown()
     P = np.zeros((H, M), complex)
     R = np.zeros((H, M), complex)
     for h in range(H):
         p, r = poles[h], res[h]
+        # a fitted mode at exactly 0 (a pure feed-through, p^l = [1, 0, ...]) is
+        # moved to the smallest normal float, the same model, so that pole 0
+        # always means padding
+        p = np.where(p == 0, np.finfo(float).tiny + 0j, p)
         o = np.lexsort((np.abs(p), np.angle(p)))  # deterministic order: by angle, then radius
         P[h, :len(p)] = p[o]
         R[h, :len(p)] = r[o] * norms[h]

@@ -18,6 +18,8 @@ from s4dc.ir.layer import Layer
 from s4dc.ir.layout import arrange
 from s4dc.ir.ssm import discrete_ssm
 
+CHUNK = 32  # samples per batch chunk in whole-sequence runs
+
 
 def _ssm_coeffs(layer: Layer) -> dict[str, Any]:
     p = layer.params
@@ -70,16 +72,17 @@ class FloatExecutor:
             return _causal_conv(ins[0], p["kernel"]) + ins[0] * p["D"] + p["bias"]
         if op == "ssm":
             c = self._ssm[l.name]
-            u = ins[0]
-            state = np.zeros(u.shape[:1] + c["A"].shape[:2], dtype=c["A"].dtype if not c["dense"] else float)
-            if np.iscomplexobj(c["B"]):
-                state = state.astype(complex)
-            y = np.empty_like(u)
+            y = np.empty_like(ins[0])
             peak = np.zeros(c["A"].shape[:2])
-            for t in range(u.shape[1]):
-                state, y[:, t] = _ssm_step(c, state, u[:, t])
-                if self._stats is not None:
-                    peak = np.maximum(peak, np.maximum(np.abs(state.real), np.abs(state.imag)).max(axis=0))
+            for b0 in range(0, len(y), CHUNK):  # cache-sized batch chunks
+                u = np.ascontiguousarray(ins[0][b0:b0 + CHUNK].transpose(1, 0, 2))
+                state = np.zeros(u.shape[1:2] + c["A"].shape[:2],
+                                 dtype=complex if np.iscomplexobj(c["B"]) or not c["dense"] else float)
+                for t in range(u.shape[0]):
+                    state, y[b0:b0 + CHUNK, t] = _ssm_step(c, state, u[t])
+                    if self._stats is not None:
+                        np.maximum(peak, np.abs(state.real).max(axis=0), out=peak)
+                        np.maximum(peak, np.abs(state.imag).max(axis=0), out=peak)
             if self._stats is not None:
                 self._stats[l.name] = np.maximum(self._stats.get(l.name, 0.0), peak)
             return y
