@@ -1,0 +1,1 @@
+"""Lava backend: a compiled network as Lava processes (needs lava-nc, in .venv-lava)."""
