@@ -22,6 +22,8 @@ class CompileOptions:
     max_modes: int = 64          # kernel fit: max complex modes per channel
     cond_max: float = 1e8        # diagonalize: max eigenvector condition number
     verify_numerics: bool = False  # run the float executor after every pass and compare
+    jobs: int = 0                # worker processes for kernel fitting (0: one per CPU, at most 2);
+                                 # results are identical for any value
 
     @classmethod
     def make(cls, **kw: Any) -> "CompileOptions":

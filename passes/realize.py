@@ -7,6 +7,7 @@ the tolerance for every channel of the layer, up to `max_modes`.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from s4dc.passes.base import register
 def apply(graph: Graph, options: Any) -> tuple[Graph, dict[str, Any]]:
     tol = float(getattr(options, "fit_tol", 1e-5))
     max_modes = int(getattr(options, "max_modes", 64))
+    jobs = int(getattr(options, "jobs", 0)) or min(2, os.cpu_count() or 1)
     g = graph.copy()
     report: dict[str, Any] = {}
     for i, l in enumerate(g.layers):
@@ -28,7 +30,7 @@ def apply(graph: Graph, options: Any) -> tuple[Graph, dict[str, Any]]:
         from s4dc.passes.kernel_fit import fit_kernels  # only graphs with convolutions need it
 
         kernel = l.params["kernel"]
-        fit = fit_kernels(kernel, tol=tol, max_modes=max_modes)
+        fit = fit_kernels(kernel, tol=tol, max_modes=max_modes, n_jobs=jobs)
         worst = int(np.argmax(fit.rel_error)) if fit.rel_error.size else 0
         err = float(fit.rel_error[worst]) if fit.rel_error.size else 0.0
         if err > tol:
