@@ -123,7 +123,9 @@ def _run(a: argparse.Namespace) -> int:
         Path(tmp).unlink(missing_ok=True)
         raise
     if not a.quiet:
-        print(f"{a.input} {tuple(x.shape)} -> {out} {tuple(outs[0].shape)}", file=sys.stderr)
+        what = (f"bit-exact Loihi 2 simulator, {sum(net.saturations.values())} saturated values"
+                if net.quantized else "float executor")
+        print(f"{a.input} {tuple(x.shape)} -> {out} {tuple(outs[0].shape)} ({what})", file=sys.stderr)
     return 0
 
 
