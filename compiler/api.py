@@ -35,8 +35,8 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
     proto, sha, name = read_model(model if not isinstance(model, os.PathLike) else str(model))
     t0 = time.perf_counter()
     say(f"reading {name}")
-    prepared = prepare(proto, opts.seq_len, name)
-    graph = Frontend(prepared, name).lower()
+    prepared, hints = prepare(proto, opts.seq_len, name)
+    graph = Frontend(prepared, name, hints).lower()
     log = PassLog([PassRecord("frontend", {"onnx_nodes": len(prepared.graph.node),
                                            "layers": len(graph.layers)}, time.perf_counter() - t0)])
     check = _NumericCheck(graph) if opts.verify_numerics else None

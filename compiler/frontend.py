@@ -25,8 +25,12 @@ def where(node: onnx.NodeProto) -> str:
 
 
 class Frontend:
-    def __init__(self, model: onnx.ModelProto, name: str):
+    def __init__(self, model: onnx.ModelProto, name: str, hints: dict[str, dict] | None = None):
         self.model = model
+        # Grids that quantization-aware training left (QuantizeLinear /
+        # DequantizeLinear): weight hints by folded-initializer name, and
+        # activation hints recorded by the Q/DQ handlers.
+        self.hints = dict(hints or {})
         self.opset = opset_of(model)
         self.graph = Graph(name=model.graph.name or "model")
         self.values: dict[str, Value] = {}

@@ -92,10 +92,15 @@ def _feature_vector(node: onnx.NodeProto, act: Act, c: np.ndarray, what: str) ->
     return np.broadcast_to(rows[0], (act.features,)).astype(np.float64)
 
 
-def _affine(fe: Frontend, node: onnx.NodeProto, act: Act, w: np.ndarray, b: np.ndarray) -> Act:
-    """Emit y = w @ x + b on the feature axis; w is (out, in)."""
+def _affine(fe: Frontend, node: onnx.NodeProto, act: Act, w: np.ndarray, b: np.ndarray,
+            weight_name: str | None = None) -> Act:
+    """Emit y = w @ x + b on the feature axis; w is (out, in). A weight that
+    came from a DequantizeLinear carries its grid along (attrs['qat'])."""
+    hint = fe.hints.get(weight_name) if weight_name else None
     t = fe.emit(node, "affine", [act.tensor], w.shape[0], act.sequence,
-                params={"weight": np.asarray(w, np.float64), "bias": np.asarray(b, np.float64)})
+                params={"weight": np.asarray(w, np.float64), "bias": np.asarray(b, np.float64)},
+                attrs={"qat": {"weight_bits": hint["bits"], "weight_exp": hint["exp"]}}
+                if hint and hint["exp"] is not None else None)
     return Act(t, act.with_f() if w.shape[0] != 1 else act.axes, w.shape[0], act.time)
 
 
@@ -235,14 +240,14 @@ def _matmul(fe, node, ins):
         if f != len(a.axes) - 1 or b.value.shape[0] != a.features:
             raise _pattern(node, f"multiplies axis {len(a.axes) - 1} of a {a.axes} activation; "
                                  "only the feature axis may be mixed")
-        return [_affine(fe, node, a, b.value.T, np.zeros(b.value.shape[1]))]
+        return [_affine(fe, node, a, b.value.T, np.zeros(b.value.shape[1]), node.input[1])]
     if isinstance(b, Act) and isinstance(a, Const) and a.value.ndim == 2:
         _no_pad(node, b)
         f = b.axis_of("F")
         if f != len(b.axes) - 2 or a.value.shape[1] != b.features:
             raise _pattern(node, f"multiplies axis {len(b.axes) - 2} of a {b.axes} activation; "
                                  "only the feature axis may be mixed")
-        return [_affine(fe, node, b, a.value, np.zeros(a.value.shape[0]))]
+        return [_affine(fe, node, b, a.value, np.zeros(a.value.shape[0]), node.input[0])]
     if isinstance(a, Act) and isinstance(b, Act):
         raise unsupported(node, "multiplies two activations (attention or gating), which Loihi 2 S4D cannot map")
     raise _pattern(node, "multiplies by a constant of rank other than 2")
@@ -262,7 +267,7 @@ def _gemm(fe, node, ins):
         bias = np.broadcast_to(_const(fe, node, c, "bias"), (w.shape[0],)) * _attr(node, "beta", 1.0)
     if a.axis_of("F") != len(a.axes) - 1:
         raise _pattern(node, "Gemm must read (batch, features)")
-    return [_affine(fe, node, a, w, bias)]
+    return [_affine(fe, node, a, w, bias, node.input[1])]
 
 
 @handles("Add", "Sub", "Mul", "Div")
@@ -313,6 +318,31 @@ def _relu(fe, node, ins):
     _no_pad(node, act)
     t = fe.emit(node, "relu", [act.tensor], act.features, act.sequence)
     return [Act(t, act.axes, act.features, act.time)]
+
+
+# --- quantization-aware training (QDQ) ----------------------------------------
+@handles("QuantizeLinear")
+def _quantize_linear(fe, node, ins):
+    """Fake quantization on an activation: the float path passes it through;
+    the grid (power-of-two scale, zero point 0) is kept for the quantizer."""
+    act = ins[0]
+    scale = _const(fe, node, ins[1], "y_scale")
+    zp = _const(fe, node, ins[2], "y_zero_point") if len(ins) > 2 and ins[2] is not None else np.zeros(1, np.uint8)
+    from s4dc.onnx_prep import qdq_hint
+    fe.hints[node.output[0]] = qdq_hint(scale, zp, zp.dtype) or {"exp": None}
+    return [act]
+
+
+@handles("DequantizeLinear")
+def _dequantize_linear(fe, node, ins):
+    act = ins[0]
+    hint = fe.hints.get(node.input[0])
+    if hint is None:
+        raise _pattern(node, "dequantizes an activation that no QuantizeLinear quantized")
+    if hint.get("exp") is not None:
+        from s4dc.ir.tensor import FixedPoint
+        fe.graph.tensors[act.tensor].fmt = FixedPoint(hint["bits"], hint["exp"])
+    return [act]
 
 
 # --- convolution and padding -------------------------------------------------------------
@@ -366,7 +396,8 @@ def _conv(fe, node, ins):
             weight = np.diag(w[:, 0, 0])
         else:
             raise _pattern(node, f"grouped pointwise convolution with group={group}")
-        return [_affine(fe, node, Act(act.tensor, act.axes, act.features, act.time), weight, bias)]
+        return [_affine(fe, node, Act(act.tensor, act.axes, act.features, act.time), weight, bias,
+                        node.input[1] if group == 1 else None)]
     if not (group == act.features == cout and cin_g == 1):
         raise _pattern(node, f"a convolution over time with kernel {k} must be depthwise "
                              f"(group = channels = {act.features}), got group={group}, out={cout}")

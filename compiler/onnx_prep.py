@@ -58,7 +58,10 @@ def opset_of(model: onnx.ModelProto) -> int:
     raise ModelLoadError("model imports no default-domain opset")
 
 
-def prepare(model: onnx.ModelProto, seq_len: int | None, name: str) -> onnx.ModelProto:
+def prepare(model: onnx.ModelProto, seq_len: int | None, name: str
+            ) -> tuple[onnx.ModelProto, dict[str, dict]]:
+    """The prepared model, and the quantization hints found while folding
+    (see `fold_constants`)."""
     model = _inline_foreign_functions(model)
     opset = opset_of(model)
     if not 13 <= opset <= 21:
@@ -68,7 +71,8 @@ def prepare(model: onnx.ModelProto, seq_len: int | None, name: str) -> onnx.Mode
         model = onnx.shape_inference.infer_shapes(model, check_type=True, data_prop=True)
     except Exception as e:
         raise ModelLoadError(f"{name}: ONNX shape inference failed: {str(e).splitlines()[0]}") from None
-    return fold_constants(model)
+    hints: dict[str, dict] = {}
+    return fold_constants(model, hints), hints
 
 
 def _inline_foreign_functions(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -111,7 +115,22 @@ def eval_node(node: onnx.NodeProto, inputs: list[np.ndarray | None], opset: int,
     return [np.asarray(v) for v in ev.run(None, feeds)]
 
 
-def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+def qdq_hint(scale: np.ndarray, zero_point: np.ndarray | None, dtype: np.dtype) -> dict | None:
+    """What a QuantizeLinear/DequantizeLinear pair says about a tensor's grid:
+    a per-tensor scale, zero point 0, integer width. None if it is not that."""
+    scale = np.asarray(scale)
+    zp = np.zeros(1) if zero_point is None else np.asarray(zero_point)
+    if scale.size != 1 or np.any(zp != 0) or dtype.kind not in "iu":
+        return None
+    bits = dtype.itemsize * 8 + (1 if dtype.kind == "u" else 0)  # unsigned: one more signed bit
+    s = float(scale.reshape(-1)[0])
+    e = np.log2(s) if s > 0 else np.nan
+    return {"scale": s, "bits": int(bits), "exp": int(e) if np.isfinite(e) and e == int(e) else None}
+
+
+def fold_constants(model: onnx.ModelProto, hints: dict[str, dict] | None = None) -> onnx.ModelProto:
+    """Fold constant subgraphs. A folded DequantizeLinear (quantization-aware
+    training's weights) leaves a hint in `hints` under its output name."""
     opset = opset_of(model)
     g = model.graph
     consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in g.initializer}
@@ -124,7 +143,12 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
         if not foldable:
             kept.append(node)
             continue
-        outs = eval_node(node, [consts[n] if n else None for n in node.input], opset)
+        ins = [consts[n] if n else None for n in node.input]
+        outs = eval_node(node, ins, opset)
+        if node.op_type == "DequantizeLinear" and hints is not None:
+            h = qdq_hint(ins[1], ins[2] if len(ins) > 2 else None, np.asarray(ins[0]).dtype)
+            if h is not None:
+                hints[node.output[0]] = h
         for n, v in zip(node.output, outs):
             if n:
                 consts[n] = v

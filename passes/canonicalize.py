@@ -43,6 +43,7 @@ def _fuse_affines(g: Graph) -> int:
         if w2.shape[0] * w1.shape[1] > w1.size + w2.size:
             continue
         second.params["weight"] = w2 @ w1
+        second.attrs.pop("qat", None)  # the fused weights are off any trained grid
         second.params["bias"] = w2 @ first.params["bias"] + second.params["bias"]
         second.inputs = list(first.inputs)
         second.source = f"{first.source}+{second.source}".strip("+")

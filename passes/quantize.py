@@ -109,7 +109,8 @@ def build(graph: Graph, peaks: dict[str, float], states: dict[str, np.ndarray],
     on_chip = {l.name for l in g.layers if g.tensors[l.output].sequence}
     exps: dict[str, int] = {}
     inp = g.input_layer
-    exps[inp.output] = _exp_for(peaks[inp.output], MESSAGE_BITS, margin)
+    exps[inp.output] = _preset(g, inp.output) if _preset(g, inp.output) is not None else \
+        _exp_for(peaks[inp.output], MESSAGE_BITS, margin)
     inp.attrs["exp"] = exps[inp.output]
     for l in list(g.layers):
         if l.name not in on_chip or l.op in ("input", "output"):
@@ -120,17 +121,25 @@ def build(graph: Graph, peaks: dict[str, float], states: dict[str, np.ndarray],
             exps[l.output] = exps[l.inputs[0]]
             continue
         e_out = _exp_for(peaks[l.output], bw.message, margin)
+        preset = _preset(g, relu.output) if relu is not None else None
+        preset = _preset(g, l.output) if preset is None else preset
+        if preset is not None:  # a QDQ grid from quantization-aware training
+            e_out = preset
         if l.op == "affine":
             e_in = exps[l.inputs[0]]
             w = l.params["weight"]
-            e_w = _weight_exp(w, bw.weight)
+            qat = l.attrs.get("qat") or {}
+            if qat.get("weight_exp") is not None and qat["weight_bits"] <= bw.weight:
+                e_w = qat["weight_exp"]  # the trained grid: integers reproduced exactly
+            else:
+                e_w = _weight_exp(w, bw.weight)
             bm, be = _bias(l.params["bias"], e_out)
             l.op = "qaffine"
             l.params = {"weight": _quant(w, e_w, bw.weight), "bias_mant": bm}
             l.attrs = {"shift": e_out - e_w - e_in, "bias_exp": be, "weight_exp": e_w,
                        "relu": relu is not None, "bits": bw.to_json()}
         elif l.op == "ssm":
-            e_out = _ssm(l, exps[l.inputs[0]], peaks, states[l.name], bw, margin, relu is not None)
+            e_out = _ssm(l, exps[l.inputs[0]], peaks, states[l.name], bw, margin, relu is not None, preset)
         elif l.op == "add":
             e_a, e_b = exps[l.inputs[0]], exps[l.inputs[1]]
             l.op = "qadd"
@@ -147,8 +156,14 @@ def build(graph: Graph, peaks: dict[str, float], states: dict[str, np.ndarray],
     return g
 
 
+def _preset(g: Graph, tensor: str) -> int | None:
+    """Exponent a QDQ pair fixed for `tensor` in the float graph, if any."""
+    t = g.tensors.get(tensor)
+    return t.fmt.exp if t is not None and t.fmt is not None else None
+
+
 def _ssm(l: Layer, e_u: int, peaks: dict[str, float], state_peak: np.ndarray, bw: BitWidths,
-         margin: float, relu: bool) -> int:
+         margin: float, relu: bool, preset: int | None = None) -> int:
     p = l.params
     A, B, C, D = p["A"], p["B"].copy(), p["C"] * 2.0, p["D"]  # C carries the folding gain
     # Balance: every live state peaks at 1.
@@ -159,6 +174,8 @@ def _ssm(l: Layer, e_u: int, peaks: dict[str, float], state_peak: np.ndarray, bw
     # Output scale: the layer output and every per-state message must fit.
     per_state = float((np.maximum(np.abs(C.real), np.abs(C.imag)) * 2).max(initial=0.0))
     e_y = max(_exp_for(peaks[l.output], bw.message, margin), _exp_for(per_state, bw.message, 1.0))
+    if preset is not None:
+        e_y = preset
     a_re, a_im = quantize_modes(A, bw.a)
 
     def coef(z: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
