@@ -22,10 +22,12 @@ from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
 from s4dc.ir.layout import arrange
 from s4dc.targets.float_exec import pointwise
+from s4dc.targets import fixed_sim_jit as jit_mod
 from s4dc.targets.loihi2.numerics import MESSAGE_BITS, qmax
 
 QUANTIZED_OPS = {"qaffine", "qssm", "qadd"}
-CHUNK = 32  # samples per batch chunk: cache-sized working set
+CHUNK = 32   # samples per batch chunk: cache-sized working set
+TBLOCK = 8   # time steps per block in a layer's recurrence
 
 
 class _Layer:
@@ -48,6 +50,8 @@ class _Layer:
             self.d = p["d"].astype(np.float64) * 2.0 ** -a["d_shift"]
             self.bias = p["bias_mant"].astype(np.float64) * 2.0 ** a["bias_exp"]
             self.state = float(qmax(a["bits"]["state"]))
+            self.jit_coefs = tuple(np.ascontiguousarray(v) for v in (
+                self.lam.real, self.lam.imag, self.b.real, self.b.imag, self.c.real, self.c.imag))
         elif l.op == "qadd":
             self.sa, self.sb = 2.0 ** -a["shift_a"], 2.0 ** -a["shift_b"]
 
@@ -57,8 +61,11 @@ class FixedSimulator:
     integers, decoded), `run_int`/`trace` for the integers, `step` for one
     token at a time."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, jit: bool | None = None):
+        """`jit`: use the numba kernel for S4D layers (default: when numba is
+        installed); the integers are the same either way."""
         self.graph = graph
+        self.jit = jit_mod.AVAILABLE if jit is None else (jit and jit_mod.AVAILABLE)
         self.layers = {l.name: _Layer(l) for l in graph.layers}
         self.in_layer = graph.input_layer
         self.in_exp = self.in_layer.attrs["exp"]
@@ -132,17 +139,73 @@ class FixedSimulator:
         for b0 in range(0, B, CHUNK):
             b1 = min(B, b0 + CHUNK)
             m = np.ascontiguousarray(m_in[b0:b1].transpose(1, 0, 2))  # time-major
-            state: dict[str, Any] = {}
-            for t in range(T):
-                cur: dict[str, np.ndarray] = {}
-                for l in seq_layers:
-                    cur[l.output] = self._step_layer(l, [cur[i] for i in l.inputs], m[t], state)
-                for name in stored:
-                    outs[name][b0:b1, t] = cur[name]
+            # Layer by layer over the whole sequence (the chip part is
+            # feed-forward), so synapses are one BLAS call per layer.
+            cur: dict[str, np.ndarray] = {}
+            for l in seq_layers:
+                cur[l.output] = self._seq_layer(l, [cur[i] for i in l.inputs], m)
+            for name in stored:
+                outs[name][b0:b1] = cur[name].transpose(1, 0, 2)
         vals: dict[str, np.ndarray] = dict(outs)
         for l in host_layers:
             vals[l.output] = self._host(l, vals)
         return vals
+
+    # -- a whole sequence of one chip layer (time-major arrays) ---------------------
+    def _seq_layer(self, l: Layer, ins: list[np.ndarray], m: np.ndarray) -> np.ndarray:
+        if l.op != "qssm":  # pointwise in time: the step rule on (T, b, F) arrays
+            return self._step_layer(l, ins, m, {})
+        c = self.layers[l.name]
+        u = ins[0]
+        T, b, H = u.shape
+        if self.jit:
+            return self._seq_qssm_jit(l, c, u)
+        y = np.empty((T, b, H))
+        x = np.zeros((b,) + c.lam.shape, np.complex128)
+        blk = np.empty((TBLOCK, b) + c.lam.shape, np.complex128)
+        for t0 in range(0, T, TBLOCK):
+            n = min(TBLOCK, T - t0)
+            bu = c.b * u[t0:t0 + n, :, :, None]
+            bu += 0.5 + 0.5j  # the rounding's half, added once
+            x_start = x
+            # Optimistic: run the block without clipping, then check it once.
+            for k in range(n):
+                np.multiply(c.lam, x, out=blk[k])
+                blk[k] += bu[k]
+                np.floor(blk[k].view(np.float64), out=blk[k].view(np.float64))
+                x = blk[k]
+            xs = blk[:n].view(np.float64)
+            if xs.max(initial=0.0) > c.state or xs.min(initial=0.0) < -c.state - 1:
+                x = x_start  # some state saturated: redo the block step by step
+                for k in range(n):
+                    np.multiply(c.lam, x, out=blk[k])
+                    blk[k] += bu[k]
+                    zr = blk[k].view(np.float64)
+                    np.floor(zr, out=zr)
+                    self._saturate(l, zr, c.state)
+                    x = blk[k]
+            x = blk[n - 1].copy()
+            o = (c.c * blk[:n]).real
+            o += 0.5
+            np.floor(o, out=o)
+            self._saturate(l, o, c.msg)
+            v = o.sum(axis=-1)
+            v += np.floor(c.d * u[t0:t0 + n])
+            v += c.bias
+            y[t0:t0 + n] = self._finish(l, v, c.msg)
+        return y
+
+    def _seq_qssm_jit(self, l: Layer, c: _Layer, u: np.ndarray) -> np.ndarray:
+        T, b, H = u.shape
+        shape = (b,) + c.lam.shape
+        x_re, x_im, acc = np.zeros(shape), np.zeros(shape), np.empty((T, b, H))
+        sat = jit_mod.qssm_sequence(c.jit_coefs[0], c.jit_coefs[1], c.jit_coefs[2], c.jit_coefs[3],
+                                c.jit_coefs[4], c.jit_coefs[5], np.ascontiguousarray(u), c.state, c.msg,
+                                x_re, x_im, acc)
+        self.saturations[l.name] += int(sat)
+        acc += np.floor(c.d * u)
+        acc += c.bias
+        return self._finish(l, acc, c.msg)
 
     # -- one step of the chip part ---------------------------------------------------
     def _step_layer(self, l: Layer, ins: list[np.ndarray], m_t: np.ndarray, state: dict) -> np.ndarray:

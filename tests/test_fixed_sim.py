@@ -9,6 +9,7 @@ import pytest
 
 from s4dc.ir import Graph, Layer, Tensor, verify
 from s4dc.passes import PASSES
+from s4dc.targets import fixed_sim_jit as jit_mod
 from s4dc.targets.fixed_sim import FixedSimulator
 from s4dc.targets.loihi2.numerics import BitWidths
 
@@ -116,22 +117,39 @@ def quantize(g: Graph, x: np.ndarray, bw: BitWidths) -> Graph:
     return verify(q)
 
 
-@pytest.mark.parametrize("seed,H,N,layers,residual,bw", [
-    (0, 3, 4, 1, False, BitWidths()),
-    (1, 4, 3, 2, True, BitWidths(weight=4, a=12, b=10, c=10)),
-    (2, 2, 5, 2, False, BitWidths(weight=6, a=8, state=16, message=16)),
+@pytest.mark.parametrize("jit", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not jit_mod.AVAILABLE, reason="numba not installed"))], ids=["numpy", "numba"])
+@pytest.mark.parametrize("seed,H,N,layers,residual,bw,scale", [
+    (0, 3, 4, 1, False, BitWidths(), 1.5),
+    (1, 4, 3, 2, True, BitWidths(weight=4, a=12, b=10, c=10), 1.5),
+    (2, 2, 5, 2, False, BitWidths(weight=6, a=8, state=16, message=16), 1.5),
+    (3, 3, 4, 2, False, BitWidths(), 60.0),  # far beyond calibration: saturation
 ])
-def test_simulator_matches_integer_reference(seed, H, N, layers, residual, bw):
+def test_simulator_matches_integer_reference(seed, H, N, layers, residual, bw, scale, jit):
     rng = np.random.default_rng(seed)
     g = random_float_graph(rng, H, N, layers, residual)
     q = quantize(g, rng.standard_normal((8, 40, 2)), bw)
-    x = 1.5 * rng.standard_normal((2, 40, 2))  # beyond calibration: saturation paths run too
-    sim = FixedSimulator(q)
+    x = scale * rng.standard_normal((2, 40, 2))
+    sim = FixedSimulator(q, jit=jit)
     tr = sim.trace(x)
     ref = reference(q, sim.encode(x).astype(np.int64))
     for l in q.layers:
         if q.tensors[l.output].sequence and l.op != "output":
             assert np.array_equal(tr[l.name], ref[l.output].astype(np.int64)), l.name
+    if scale > 10:
+        assert sum(sim.saturations.values()) > 0
+
+
+def test_numba_and_numpy_count_the_same_saturations():
+    if not jit_mod.AVAILABLE:
+        pytest.skip("numba not installed")
+    rng = np.random.default_rng(9)
+    g = random_float_graph(rng, 4, 6, 2, False)
+    q = quantize(g, 0.05 * rng.standard_normal((8, 50, 2)), BitWidths())
+    x = 20 * rng.standard_normal((5, 50, 2))
+    a, b = FixedSimulator(q, jit=False), FixedSimulator(q, jit=True)
+    assert np.array_equal(a.run(x), b.run(x))
+    assert a.saturations == b.saturations and sum(a.saturations.values()) > 0
 
 
 def test_step_matches_run_bit_for_bit():

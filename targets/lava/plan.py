@@ -1,0 +1,267 @@
+"""The Lava mapping of a quantized network, as plain data (no lava import).
+
+`plan(graph)` turns a quantized IR graph (docs/fixed_point.md) into neuron
+groups and synapses with Lava's integer encodings, the time-step latency of
+every group, and checks that Lava can hold it. `s4dc.targets.lava.build`
+turns a plan into Lava processes; the main environment uses the plan alone
+to fail early (LavaMappingError) and to report latencies.
+
+Mapping (docs/lava.md):
+
+    input    -> MessageSource (host -> chip messages)
+    qaffine  -> Dense (weights, weight_exp)            -> Unit (bias, sat, ReLU)
+    qssm     -> Dense (expand u: one per state)        -> S4dNeuron (H*N)
+                                                        -> Dense (sum: weight 1) -> Unit
+                DelayDense (D path, delay 1)           -----------------------> Unit
+    qadd     -> Dense/DelayDense per input (weight 1, shift; the shorter branch delayed)
+                                                        -> Unit (sat)
+    relu     -> Dense (identity)                        -> Unit (ReLU)
+    output / host layers: MessageSink on the producing group (no synapse)
+
+Every synapse adds one time step (lava's Dense sends the previous step's
+accumulation), a DelayDense `d` more. A group's *latency* L says: its output
+at Lava step s (0-based) is the simulator's value at time t = s - L.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from s4dc.ir.graph import Graph
+from s4dc.ir.layer import Layer
+from s4dc.targets.lava.errors import LavaMappingError
+from s4dc.targets.loihi2.numerics import MAX_WEIGHT_BITS, MESSAGE_BITS, STATE_BITS
+
+CHIP_OPS = {"input", "qaffine", "qssm", "qadd", "relu", "output"}
+# Loihi 2 synaptic delays: 6 bits (lava's DelayDense refuses more than 63).
+MAX_SYNAPSE_DELAY = 63
+# lava's bit-accurate Dense keeps its output buffer in int32.
+DENSE_OUT_LIMIT = (1 << 31) - 1
+
+
+def lava_weights(w: np.ndarray, bits: int, shift: int) -> tuple[np.ndarray, int, int]:
+    """Our synapse (integer weights w of `bits` bits, then `>> shift`) as
+    lava Dense's encoding: (weights, weight_exp, num_weight_bits).
+
+    lava's bit-accurate Dense in sign mode MIXED clips weights to [-256, 255]
+    and drops the 8 - num_weight_bits + 1 low bits: a `bits`-bit mantissa
+    w is stored as w * 2^(9 - bits) and the extra factor is taken back by
+    the exponent, so (sum w*m*2^k) >> (shift + k) = (sum w*m) >> shift
+    exactly (floor shift, as lava's right_shift)."""
+    if not 2 <= bits <= MAX_WEIGHT_BITS:
+        raise LavaMappingError(f"weights of {bits} bits: lava's Dense holds 2 to {MAX_WEIGHT_BITS}")
+    k = MAX_WEIGHT_BITS + 1 - bits
+    return np.asarray(w, np.int64) << k, -(int(shift) + k), bits
+
+
+@dataclass
+class SynapseSpec:
+    """One lava Dense (delay 0) or DelayDense (delay > 0)."""
+
+    name: str
+    layer: str
+    role: str                 # affine, expand, sum, d, add_a, add_b, relu
+    src: str                  # group sending the messages
+    dst: str                  # group receiving the accumulation
+    w: np.ndarray             # our integer weights (out, in)
+    bits: int                 # weight mantissa bits
+    shift: int                # our floor shift
+    num_message_bits: int
+    delay: int = 0            # extra steps (DelayDense)
+    placement: list[dict] | None = None
+
+    @property
+    def lava(self) -> tuple[np.ndarray, int, int]:
+        return lava_weights(self.w, self.bits, self.shift)
+
+    def out_bound(self, in_bits: int) -> int:
+        """Largest |output| lava's Dense can produce for inputs of `in_bits`
+        bits (before the receiving unit saturates)."""
+        acc = int(np.abs(self.w).sum(axis=1).max(initial=0)) * (1 << (in_bits - 1))
+        return -(-acc >> self.shift) if self.shift >= 0 else acc << -self.shift
+
+
+@dataclass
+class GroupSpec:
+    """A neuron group: source, unit, s4d or sink."""
+
+    name: str
+    layer: str
+    kind: str
+    size: int
+    latency: int
+    params: dict[str, Any] = field(default_factory=dict)
+    placement: list[dict] | None = None
+
+
+@dataclass
+class LavaPlan:
+    graph: Graph
+    groups: dict[str, GroupSpec]
+    synapses: list[SynapseSpec]
+    tensor_group: dict[str, str]        # sequence tensor -> group that sends it
+    host_tensors: list[str]             # sequence tensors the host reads (outputs, readouts)
+    warnings: list[str]
+    placement_source: str | None = None
+
+    def latency(self, tensor: str) -> int:
+        return self.groups[self.tensor_group[tensor]].latency
+
+    @property
+    def latency_steps(self) -> int:
+        """Steps from an input token to the output that depends on it."""
+        return max((self.latency(t) for t in self.host_tensors), default=0)
+
+    @property
+    def max_latency(self) -> int:
+        return max(g.latency for g in self.groups.values())
+
+    def steps(self, batch: int, time: int) -> int:
+        """Lava steps for `batch` samples of `time` steps, run back to back
+        (each group resets its state at its own sample boundary)."""
+        return batch * time + self.max_latency
+
+    def layer_latencies(self) -> dict[str, int]:
+        return {l.name: self.latency(l.output) for l in self.graph.layers if l.output in self.tensor_group}
+
+    def summary(self) -> dict[str, Any]:
+        kinds: dict[str, int] = {}
+        for g in self.groups.values():
+            kinds[g.kind] = kinds.get(g.kind, 0) + 1
+        return {"latency_steps": self.latency_steps, "layer_latency": self.layer_latencies(),
+                "processes": len(self.groups) + len(self.synapses), "groups": kinds,
+                "synapses": {"dense": sum(s.delay == 0 for s in self.synapses),
+                             "delay_dense": sum(s.delay > 0 for s in self.synapses)},
+                "neurons": sum(g.size for g in self.groups.values() if g.kind in ("unit", "s4d")),
+                "warnings": list(self.warnings), "placement": self.placement_source}
+
+
+def _bits(l: Layer) -> dict:
+    return l.attrs.get("bits", {})
+
+
+def _msg_bits(l: Layer | None) -> int:
+    return int(_bits(l).get("message", MESSAGE_BITS)) if l is not None else MESSAGE_BITS
+
+
+def read_placement(path: str | Path | None, graph: Graph) -> tuple[dict[str, list[dict]], str | None]:
+    """Placement per layer from a placement.json ({"partitions": [{"layer",
+    "chip", "core", ...}, ...]}); every partition's keys are kept."""
+    if path is None:
+        return {}, None
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+        parts = doc["partitions"] if isinstance(doc, dict) else doc
+        out: dict[str, list[dict]] = {}
+        for part in parts:
+            entry = {k: v for k, v in part.items() if k != "layer"}
+            entry["chip"], entry["core"] = int(part["chip"]), int(part["core"])
+            out.setdefault(str(part["layer"]), []).append(entry)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise LavaMappingError(f"{p}: not a placement file with 'partitions' of layer/chip/core ({e})") from None
+    names = {l.name for l in graph.layers}
+    unknown = sorted(set(out) - names)
+    if unknown:
+        raise LavaMappingError(f"{p}: placement names layers the network does not have: {', '.join(unknown)}")
+    return out, str(p)
+
+
+def plan(graph: Graph, placement: str | Path | None = None) -> LavaPlan:
+    """Map a quantized graph to Lava groups and synapses (see module doc)."""
+    where_placed, placement_source = read_placement(placement, graph)
+    if not any(l.op in ("qaffine", "qssm", "qadd") for l in graph.layers):
+        raise LavaMappingError(f"network '{graph.name}' is not quantized (compiled with --float?); the Lava "
+                               "backend runs Loihi 2 integer networks: compile without --float")
+    groups: dict[str, GroupSpec] = {}
+    syns: list[SynapseSpec] = []
+    tgroup: dict[str, str] = {}
+    warnings: list[str] = []
+    producer = {l.output: l for l in graph.layers}
+
+    def add_group(g: GroupSpec) -> GroupSpec:
+        g.placement = where_placed.get(g.layer)
+        groups[g.name] = g
+        return g
+
+    def add_syn(s: SynapseSpec) -> None:
+        if s.delay > MAX_SYNAPSE_DELAY:
+            raise LavaMappingError(f"layer '{s.layer}': its inputs need {s.delay} steps of synaptic delay to "
+                                   f"line up; Loihi 2 synapses delay at most {MAX_SYNAPSE_DELAY}")
+        s.placement = where_placed.get(s.layer)
+        in_bits = s.num_message_bits
+        bound = s.out_bound(in_bits)
+        if bound > DENSE_OUT_LIMIT:
+            warnings.append(f"layer '{s.layer}' ({s.role} synapse): accumulations up to {bound:.3g} overflow "
+                            "lava Dense's int32 output when inputs sit at their rails; exact as long as the "
+                            "unit before saturation stays within 2^31")
+        syns.append(s)
+
+    def src_of(tensor: str) -> tuple[str, int, int]:
+        g = tgroup[tensor]
+        return g, groups[g].latency, groups[g].params.get("message_bits", MESSAGE_BITS)
+
+    def unit(l: Layer, latency: int, size: int, bias=None, bias_exp: int = 0, relu: bool = False) -> GroupSpec:
+        return add_group(GroupSpec(l.name, l.name, "unit", size, latency, {
+            "bias_mant": np.zeros(size, np.int64) if bias is None else np.asarray(bias, np.int64),
+            "bias_exp": int(bias_exp), "relu": bool(relu), "message_bits": _msg_bits(l)}))
+
+    for l in graph.layers:
+        t = graph.tensors[l.output]
+        if not t.sequence:
+            continue  # host layer (after a time readout)
+        if l.op not in CHIP_OPS:
+            raise LavaMappingError(f"{l.where()}: op '{l.op}' has no Lava mapping (on-chip ops: "
+                                   f"{', '.join(sorted(CHIP_OPS))})")
+        if l.op == "input":
+            add_group(GroupSpec(l.name, l.name, "source", t.features, 0, {"message_bits": MESSAGE_BITS}))
+        elif l.op == "output":
+            tgroup[l.output] = tgroup[l.inputs[0]]
+            continue
+        elif l.op == "qaffine":
+            src, lat, mb = src_of(l.inputs[0])
+            add_syn(SynapseSpec(f"{l.name}.dense", l.name, "affine", src, l.name, l.params["weight"],
+                                int(_bits(l).get("weight", MAX_WEIGHT_BITS)), int(l.attrs["shift"]), mb))
+            unit(l, lat + 1, t.features, l.params["bias_mant"], l.attrs["bias_exp"], l.attrs.get("relu", False))
+        elif l.op == "qssm":
+            src, lat, mb = src_of(l.inputs[0])
+            p, a = l.params, l.attrs
+            H, N = p["a_re"].shape
+            states = f"{l.name}.states"
+            eye = np.eye(H, dtype=np.int64)
+            add_syn(SynapseSpec(f"{l.name}.expand", l.name, "expand", src, states,
+                                np.repeat(eye, N, axis=0), MAX_WEIGHT_BITS, 0, mb))
+            flat = {k: np.asarray(p[k], np.int64).reshape(-1)
+                    for k in ("a_re", "a_im", "b_re", "b_im", "c_re", "c_im", "b_shift", "c_shift")}
+            add_group(GroupSpec(states, l.name, "s4d", H * N, lat + 1, {
+                **flat, "a_frac": int(a["a_frac"]), "state_bits": int(_bits(l).get("state", STATE_BITS)),
+                "message_bits": _msg_bits(l), "channels": H, "states_per_channel": N}))
+            add_syn(SynapseSpec(f"{l.name}.sum", l.name, "sum", states, l.name,
+                                np.repeat(eye, N, axis=1), MAX_WEIGHT_BITS, 0, _msg_bits(l)))
+            add_syn(SynapseSpec(f"{l.name}.d", l.name, "d", src, l.name, np.diag(np.asarray(p["d"], np.int64)),
+                                int(_bits(l).get("weight", MAX_WEIGHT_BITS)), int(a["d_shift"]), mb, delay=1))
+            unit(l, lat + 2, H, p["bias_mant"], a["bias_exp"], a.get("relu", False))
+        elif l.op == "qadd":
+            (sa, la, ma), (sb, lb, mb) = src_of(l.inputs[0]), src_of(l.inputs[1])
+            lat = max(la, lb) + 1
+            eye = np.eye(t.features, dtype=np.int64)
+            add_syn(SynapseSpec(f"{l.name}.a", l.name, "add_a", sa, l.name, eye, MAX_WEIGHT_BITS,
+                                int(l.attrs["shift_a"]), ma, delay=lat - 1 - la))
+            add_syn(SynapseSpec(f"{l.name}.b", l.name, "add_b", sb, l.name, eye, MAX_WEIGHT_BITS,
+                                int(l.attrs["shift_b"]), mb, delay=lat - 1 - lb))
+            unit(l, lat, t.features)
+        elif l.op == "relu":
+            src, lat, mb = src_of(l.inputs[0])
+            add_syn(SynapseSpec(f"{l.name}.dense", l.name, "relu", src, l.name, np.eye(t.features, dtype=np.int64),
+                                MAX_WEIGHT_BITS, 0, mb))
+            unit(l, lat + 1, t.features, relu=True).params["message_bits"] = mb
+        tgroup[l.output] = l.name
+
+    host = [l for l in graph.layers if not graph.tensors[l.output].sequence]
+    needed = {i for l in host for i in l.inputs} | {l.output for l in graph.output_layers}
+    host_tensors = [t for t in tgroup if t in needed and graph.tensors[t].sequence]
+    return LavaPlan(graph, groups, syns, tgroup, host_tensors, warnings, placement_source)
