@@ -26,8 +26,8 @@ from s4dc.targets import fixed_sim_jit as jit_mod
 from s4dc.targets.loihi2.numerics import MESSAGE_BITS, qmax
 
 QUANTIZED_OPS = {"qaffine", "qssm", "qadd"}
-CHUNK = 32   # samples per batch chunk: cache-sized working set
-TBLOCK = 8   # time steps per block in a layer's recurrence
+CHUNK = 8    # samples per batch chunk: cache-sized working set
+TBLOCK = 4   # time steps per block in the numpy recurrence
 
 
 class _Layer:
