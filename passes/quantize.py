@@ -97,9 +97,7 @@ def quantize_modes(lam: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _fusable_relu(g: Graph, l: Layer) -> Layer | None:
     readers = g.consumers(l.output)
-    if len(readers) == 1 and readers[0].op == "relu" and not any(o.op == "output" for o in g.consumers(l.output)):
-        return readers[0]
-    return None
+    return readers[0] if len(readers) == 1 and readers[0].op == "relu" else None
 
 
 def build(graph: Graph, peaks: dict[str, float], states: dict[str, np.ndarray],
