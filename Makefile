@@ -27,7 +27,10 @@ $(VENV)/.torch: $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
+# The Lava venv is built first when a Python 3.10 is available; without one
+# the Lava tests skip and say why.
 test: $(STAMP)
+	-@$(MAKE) --no-print-directory $(LAVA_STAMP)
 	$(PY) -m pytest -q -n 2 tests
 
 bench: bench-compile bench-accuracy bench-sim
@@ -51,4 +54,36 @@ fixtures: $(VENV)/.torch
 	$(PY) tests/fixtures/make_scan_fixtures.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) .venv-lava out .pytest_cache
+
+# --- Lava backend -------------------------------------------------------------
+# .venv-lava: Python 3.10 (lava-nc 0.10.0 needs >=3.10,<3.11), lava-nc with its
+# pins, s4dc in editable mode. The Python 3.10: PYTHON310 if set, else the
+# first that runs of python3.10 on PATH, pyenv's 3.10.13, any pyenv 3.10.x.
+PYTHON310 ?= $(shell for p in python3.10 "env PYENV_VERSION=3.10.13 python3.10" \
+	$$(ls -d $$(pyenv root 2>/dev/null)/versions/3.10.*/bin/python3.10 2>/dev/null | sort -r); do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 10); print(sys.executable)' 2>/dev/null && break; done)
+LAVA_VENV  := .venv-lava
+LAVA_PY    := $(LAVA_VENV)/bin/python
+LAVA_STAMP := $(LAVA_VENV)/.installed
+
+.PHONY: test-lava bench-lava clean-lava
+
+$(LAVA_STAMP): pyproject.toml
+	@test -n "$(PYTHON310)" || { echo "make $(LAVA_VENV): no Python 3.10 found (lava-nc 0.10.0 needs >=3.10,<3.11); install one or set PYTHON310=/path/to/python3.10" >&2; exit 1; }
+	$(PYTHON310) -m venv $(LAVA_VENV)
+	$(LAVA_PY) -m pip install --quiet --upgrade pip
+	$(LAVA_PY) -m pip install --quiet lava-nc==0.10.0 'numpy>=1.24.4,<2' 'networkx<=2.8.7' 'scipy>=1.10.1,<2' 'scikit-learn>=1.5,<2' -e .
+	$(LAVA_PY) -c "import lava.magma.core.run_configs, s4dc.targets.lava.build"
+	touch $@
+
+$(LAVA_VENV): $(LAVA_STAMP)
+
+test-lava: $(STAMP) $(LAVA_STAMP)
+	$(PY) -m pytest -q tests/test_lava.py
+
+bench-lava: $(STAMP) $(LAVA_STAMP)
+	$(PY) benchmarks/lava_vs_sim.py
+
+clean-lava:
+	rm -rf $(LAVA_VENV)

@@ -46,6 +46,9 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("net", help="compiled network folder")
     p.add_argument("input", help=".npy array, float32, (batch, time, features)")
     p.add_argument("-o", "--out", required=True, help=".npy file for the output")
+    p.add_argument("--backend", choices=["sim", "lava"], default="sim",
+                   help="sim: s4dc's bit-exact simulator (or the float executor for --float networks); "
+                        "lava: Lava's bit-accurate Loihi 2 simulation, through .venv-lava (make .venv-lava)")
     p.add_argument("-q", "--quiet", action="store_true")
     return p
 
@@ -109,7 +112,13 @@ def _run(a: argparse.Namespace) -> int:
         x = np.load(a.input, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise InputDataError(f"{a.input}: cannot read a .npy array ({e})") from None
-    y = net.run(x)
+    info = None
+    if a.backend == "lava":
+        from s4dc.targets.lava.runner import run_lava
+
+        y, info = run_lava(a.net, x)
+    else:
+        y = net.run(x)
     outs = y if isinstance(y, list) else [y]
     if len(outs) != 1:
         raise InputDataError("the network has several outputs; use the library API")
@@ -123,8 +132,13 @@ def _run(a: argparse.Namespace) -> int:
         Path(tmp).unlink(missing_ok=True)
         raise
     if not a.quiet:
-        what = (f"bit-exact Loihi 2 simulator, {sum(net.saturations.values())} saturated values"
-                if net.quantized else "float executor")
+        if info is not None:
+            what = (f"Lava fixed_pt simulation, latency {info['latency_steps']} steps (compensated), "
+                    f"{info['s_per_step'] * 1e3:.2f} ms per step, "
+                    f"{sum(info.get('saturations', {}).values())} saturated values")
+        else:
+            what = (f"bit-exact Loihi 2 simulator, {sum(net.saturations.values())} saturated values"
+                    if net.quantized else "float executor")
         print(f"{a.input} {tuple(x.shape)} -> {out} {tuple(outs[0].shape)} ({what})", file=sys.stderr)
     return 0
 

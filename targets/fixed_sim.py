@@ -96,9 +96,18 @@ class FixedSimulator:
             raise InputDataError(f"input must be (batch, time, {f}), got shape {x.shape}")
         if workers > 1 and x.shape[0] >= 2 * CHUNK:
             return self._run_parallel(x, workers)
-        vals = self._run(self.encode(x), keep=False)
-        outs = [self._decode_output(l, vals[l.output]) for l in self.graph.output_layers]
+        outs = self.decode(self._run_chip(self.encode(x), keep=False))
         return outs[0] if len(outs) == 1 else outs
+
+    def decode(self, chip: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Host side: from the chip tensors' integer messages ((batch, time,
+        F) by tensor name), the readouts, host layers and decoded outputs.
+        Any backend that produced the integers (Lava) decodes through here."""
+        vals = {t: v.astype(np.float64) for t, v in chip.items()}
+        for l in self.graph.layers:
+            if not self.graph.tensors[l.output].sequence:
+                vals[l.output] = self._host(l, vals)
+        return [self._decode_output(l, vals[l.output]) for l in self.graph.output_layers]
 
     def _run_parallel(self, x: np.ndarray, workers: int):
         import multiprocessing as mp
@@ -117,12 +126,15 @@ class FixedSimulator:
     def trace(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every layer's values per step: integers (int64, (batch, time, F))
         for the chip's layers, floats for the host's decoding layers."""
-        vals = self._run(self.encode(np.asarray(x)), keep=True)
+        vals = self._run_chip(self.encode(np.asarray(x)), keep=True)
+        for l in self.graph.layers:
+            if not self.graph.tensors[l.output].sequence:
+                vals[l.output] = self._host(l, vals)
         return {l.name: (vals[l.output].astype(np.int64) if l.op in QUANTIZED_OPS | {"input", "relu"}
                          and self.graph.tensors[l.output].fmt is not None else vals[l.output])
                 for l in self.graph.layers}
 
-    def _run(self, m_in: np.ndarray, keep: bool) -> dict[str, np.ndarray]:
+    def _run_chip(self, m_in: np.ndarray, keep: bool) -> dict[str, np.ndarray]:
         """Run the chip layers over time. Without `keep`, only what the
         outputs need is stored. Batches go through in chunks of CHUNK so the
         working set stays in cache."""
@@ -146,10 +158,7 @@ class FixedSimulator:
                 cur[l.output] = self._seq_layer(l, [cur[i] for i in l.inputs], m)
             for name in stored:
                 outs[name][b0:b1] = cur[name].transpose(1, 0, 2)
-        vals: dict[str, np.ndarray] = dict(outs)
-        for l in host_layers:
-            vals[l.output] = self._host(l, vals)
-        return vals
+        return outs
 
     # -- a whole sequence of one chip layer (time-major arrays) ---------------------
     def _seq_layer(self, l: Layer, ins: list[np.ndarray], m: np.ndarray) -> np.ndarray:

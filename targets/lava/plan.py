@@ -9,20 +9,19 @@ to fail early (LavaMappingError) and to report latencies.
 Mapping (docs/lava.md):
 
     input    -> MessageSource (host -> chip messages)
-    qaffine  -> Dense (weights, weight_exp)            -> Unit (bias, sat, ReLU)
-    qssm     -> Dense (expand u: one per state)        -> S4dNeuron (H*N)
-                                                        -> Dense (sum: weight 1) -> Unit
-                DelayDense (D path, delay 1)           -----------------------> Unit
-    qadd     -> Dense/DelayDense per input (weight 1, shift; the shorter branch delayed)
-                                                        -> Unit (sat)
-    relu     -> Dense (identity)                        -> Unit (ReLU)
+    qaffine  -> Dense (weights, weight_exp)             -> Unit (bias, sat, ReLU)
+    qssm     -> Sparse (expand u: one per state)        -> S4dNeuron (H*N)
+                                                         -> Sparse (sum: weight 1) -> Unit
+                DelaySparse (D path: d, d_shift, delay 1) -----------------------> Unit
+    qadd     -> Sparse/DelaySparse per input (weight 1, shift; the shorter branch delayed)
+                                                         -> Unit (sat)
+    relu     -> Sparse (identity)                        -> Unit (ReLU)
     output / host layers: MessageSink on the producing group (no synapse)
 
-Every synapse adds one time step (lava's Dense sends the previous step's
-accumulation), a DelayDense `d` more. A group's *latency* L says: its output
+Every synapse adds one time step (lava's Dense and Sparse send the previous
+step's accumulation), a delayed one `d` more. A group's *latency* L says: its output
 at Lava step s (0-based) is the simulator's value at time t = s - L.
 """
-from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
@@ -60,7 +59,7 @@ def lava_weights(w: np.ndarray, bits: int, shift: int) -> tuple[np.ndarray, int,
 
 @dataclass
 class SynapseSpec:
-    """One lava Dense (delay 0) or DelayDense (delay > 0)."""
+    """One lava Dense/Sparse (delay 0) or DelayDense/DelaySparse (delay > 0)."""
 
     name: str
     layer: str
@@ -71,8 +70,14 @@ class SynapseSpec:
     bits: int                 # weight mantissa bits
     shift: int                # our floor shift
     num_message_bits: int
-    delay: int = 0            # extra steps (DelayDense)
+    delay: int = 0            # extra steps (DelayDense / DelaySparse)
     placement: list[dict] | None = None
+
+    @property
+    def sparse(self) -> bool:
+        """One-to-one wiring (state expansion and sum, D path, adds, ReLU)
+        goes to lava's Sparse: same bit-accurate arithmetic, no zero synapses."""
+        return self.role != "affine"
 
     @property
     def lava(self) -> tuple[np.ndarray, int, int]:

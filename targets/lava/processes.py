@@ -273,7 +273,8 @@ class PyS4dNeuronFixed(_Timed, PyLoihiProcessModel):
         self._k = np.maximum(fa, bs)             # one rounding shift for the exact sum
         self._pa = self._k - fa                  # a x  is scaled up by 2^(k - a_frac)
         self._pb = np.where(bs > 0, self._k - bs, 0)
-        self._bneg = np.where(bs <= 0, -bs, 0)   # b u 2^-b_shift is an integer: added after rounding
+        self._neg = bs <= 0                      # b u 2^-b_shift is an integer: added after rounding
+        self._bneg = np.where(self._neg, -bs, 0)
         self._cs = self.c_shift
         self._ready = True
 
@@ -290,7 +291,7 @@ class PyS4dNeuronFixed(_Timed, PyLoihiProcessModel):
         pr = self.a_re * xr - self.a_im * xi
         pi = self.a_re * xi + self.a_im * xr
         bur, bui = self.b_re * u, self.b_im * u
-        neg = self._bneg > 0
+        neg = self._neg
         # b_shift > 0: round((a x << pa) + (b u << pb), k); b_shift <= 0: round(a x, a_frac) + (b u << -b_shift)
         lim = np.int64(1) << 30  # |b u| beyond 2^30 saturates the state whatever a x is
         nr = _round_shift((pr << self._pa) + np.where(neg, 0, bur << self._pb), self._k) + \
