@@ -50,8 +50,13 @@ class _Layer:
             self.d = p["d"].astype(np.float64) * 2.0 ** -a["d_shift"]
             self.bias = p["bias_mant"].astype(np.float64) * 2.0 ** a["bias_exp"]
             self.state = float(qmax(a["bits"]["state"]))
-            self.jit_coefs = tuple(np.ascontiguousarray(v) for v in (
-                self.lam.real, self.lam.imag, self.b.real, self.b.imag, self.c.real, self.c.imag))
+            # For the kernel: live states (b or c nonzero) first in each channel;
+            # the others stay exactly 0 and add nothing, so they are skipped.
+            live = (self.b != 0) | (self.c != 0)
+            order = np.argsort(~live, axis=1, kind="stable")
+            self.jit_coefs = tuple(np.ascontiguousarray(np.take_along_axis(v, order, axis=1)) for v in (
+                self.lam.real, self.lam.imag, self.b.real, self.b.imag, self.c.real, self.c.imag)) + \
+                (live.sum(axis=1).astype(np.int64),)
         elif l.op == "qadd":
             self.sa, self.sb = 2.0 ** -a["shift_a"], 2.0 ** -a["shift_b"]
 
@@ -208,9 +213,7 @@ class FixedSimulator:
         T, b, H = u.shape
         shape = (b,) + c.lam.shape
         x_re, x_im, acc = np.zeros(shape), np.zeros(shape), np.empty((T, b, H))
-        sat = jit_mod.qssm_sequence(c.jit_coefs[0], c.jit_coefs[1], c.jit_coefs[2], c.jit_coefs[3],
-                                c.jit_coefs[4], c.jit_coefs[5], np.ascontiguousarray(u), c.state, c.msg,
-                                x_re, x_im, acc)
+        sat = jit_mod.qssm_sequence(*c.jit_coefs, np.ascontiguousarray(u), c.state, c.msg, x_re, x_im, acc)
         self.saturations[l.name] += int(sat)
         acc += np.floor(c.d * u)
         acc += c.bias

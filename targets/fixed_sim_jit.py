@@ -25,26 +25,27 @@ except ImportError:  # pragma: no cover - depends on the environment
 AVAILABLE = numba is not None
 
 
-def _qssm_sequence(lr, li, br, bi, cr, ci, u, state_lim, msg_lim, x_re, x_im, out):
+def _qssm_sequence(lr, li, br, bi, cr, ci, live, u, state_lim, msg_lim, x_re, x_im, out):
     """o-sum of one qssm layer over a whole sequence.
 
     lr, li, br, bi, cr, ci: (H, N) float64 coefficients with their shifts folded
-    (powers of two); u: (T, B, H) input messages; x_re, x_im: (B, H, N) state,
+    (powers of two), each channel's live states first, `live[h]` of them (the
+    rest have b = c = 0 and stay 0); u: (T, B, H) input messages; x_re, x_im: (B, H, N) state,
     updated in place; out: (T, B, H), receives sum_n o_n. Returns the count of
     saturated values (states and per-state messages)."""
     T, B, H = u.shape
-    N = lr.shape[1]
     lo_s, lo_m = -state_lim - 1.0, -msg_lim - 1.0
     sat = 0
+    obuf = np.empty(lr.shape[1])
     for b in range(B):
         for h in range(H):
             xr = x_re[b, h].copy()
             xi = x_im[b, h].copy()
             a_r, a_i, b_r, b_i, c_r, c_i = lr[h], li[h], br[h], bi[h], cr[h], ci[h]
+            N = live[h]
             for t in range(T):
                 uu = u[t, b, h]
-                acc = 0.0
-                for n in range(N):  # independent states: vectorizes
+                for n in range(N):  # independent states, no float reduction: vectorizes
                     nr = np.floor((a_r[n] * xr[n] - a_i[n] * xi[n]) + b_r[n] * uu + 0.5)
                     ni = np.floor((a_r[n] * xi[n] + a_i[n] * xr[n]) + b_i[n] * uu + 0.5)
                     cr_ = min(max(nr, lo_s), state_lim)
@@ -55,11 +56,14 @@ def _qssm_sequence(lr, li, br, bi, cr, ci, u, state_lim, msg_lim, x_re, x_im, ou
                     o = np.floor((c_r[n] * cr_ - c_i[n] * ci_) + 0.5)
                     oc = min(max(o, lo_m), msg_lim)
                     sat += oc != o
-                    acc += oc
+                    obuf[n] = oc
+                acc = 0.0
+                for n in range(N):  # exact: integers below 2^53, any order
+                    acc += obuf[n]
                 out[t, b, h] = acc
             x_re[b, h] = xr
             x_im[b, h] = xi
     return sat
 
 
-qssm_sequence = numba.njit(cache=True, nogil=True)(_qssm_sequence) if AVAILABLE else None
+qssm_sequence = numba.njit(cache=True, nogil=True, error_model="numpy")(_qssm_sequence) if AVAILABLE else None
