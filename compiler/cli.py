@@ -87,7 +87,7 @@ def _summary(net, out: Path, seconds: float) -> str:
         lines.append("  " + line)
     lines.append("passes:")
     quant = None
-    for rec, (key, secs) in zip(net.manifest["passes"], net.timings.items()):
+    for rec, secs in zip(net.manifest["passes"], net.timings.values()):
         ch = dict(rec["changes"])
         if rec["pass"] == "quantize":
             quant = ch.pop("layers", {})

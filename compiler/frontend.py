@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from s4dc.errors import InvalidWeightsError, ModelLoadError, UnsupportedOpError, UnsupportedPatternError
+from s4dc.errors import InvalidWeightsError, ModelLoadError, UnsupportedPatternError
 from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
 from s4dc.ir.tensor import Tensor

@@ -24,7 +24,7 @@ def apply(graph: Graph, options: Any) -> tuple[Graph, dict[str, Any]]:
     jobs = int(getattr(options, "jobs", 0)) or min(2, os.cpu_count() or 1)
     g = graph.copy()
     report: dict[str, Any] = {}
-    for i, l in enumerate(g.layers):
+    for l in g.layers:
         if l.op != "conv":
             continue
         from s4dc.passes.kernel_fit import fit_kernels  # only graphs with convolutions need it

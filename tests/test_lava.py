@@ -7,7 +7,6 @@ skip and say so. The mapping checks and error paths run without it.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace

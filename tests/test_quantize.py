@@ -55,7 +55,7 @@ def test_simulator_agrees_with_float_within_reported_error():
     err = np.sqrt(np.mean((net.run(x) - fnet.run(x)) ** 2)) / np.sqrt(np.mean(fnet.run(x) ** 2))
     assert err <= 3 * rep["output_rel_rms_error"] + 1e-6
     assert rep["output_rel_rms_error"] < 0.05
-    for name, entry in rep["layers"].items():
+    for entry in rep["layers"].values():
         assert entry["saturations"] == 0
         if entry["op"] == "qssm":
             assert entry["max_abs_eigenvalue"] < 1

@@ -186,7 +186,6 @@ def plan(graph: Graph, placement: str | Path | None = None) -> LavaPlan:
     syns: list[SynapseSpec] = []
     tgroup: dict[str, str] = {}
     warnings: list[str] = []
-    producer = {l.output: l for l in graph.layers}
 
     def add_group(g: GroupSpec) -> GroupSpec:
         g.placement = where_placed.get(g.layer)
