@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from s4dc.errors import S4dcError
-from s4dc.targets.loihi2.numerics import BIAS_BITS, MESSAGE_BITS, STATE_BITS, BitWidths
+from s4dc.targets.loihi2.numerics import BIAS_BITS, MESSAGE_BITS, BitWidths
 
 SPEC_FORMAT = "s4dc-loihi2-hardware"
 SPEC_VERSION = 1
@@ -118,12 +118,9 @@ class HardwareSpec:
 
     # -- serialization --------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["mesh"] = list(self.mesh)
-        d["chip_grid"] = list(self.grid)
-        return {"format": SPEC_FORMAT, "format_version": SPEC_VERSION, **d}
+        return {"format": SPEC_FORMAT, "format_version": SPEC_VERSION, **self._raw()}
 
-    def replace(self, **changes: Any) -> "HardwareSpec":
+    def replace(self, **changes: Any) -> HardwareSpec:
         return from_dict({**self._raw(), **changes}, "hardware spec")
 
     def _raw(self) -> dict[str, Any]:
@@ -234,7 +231,7 @@ def _raw_defaults() -> dict[str, Any]:
     return DEFAULT._raw()
 
 
-def load_spec(source: "HardwareSpec | dict | str | Path | None" = None, **overrides: Any) -> HardwareSpec:
+def load_spec(source: HardwareSpec | dict | str | Path | None = None, **overrides: Any) -> HardwareSpec:
     """The hardware model: defaults, or a HardwareSpec, a dict of fields, or
     a JSON file of fields; then `overrides` (e.g. chips=4) on top. Options
     that are None are ignored, so CLI values can be passed straight in."""
@@ -259,5 +256,12 @@ def load_spec(source: "HardwareSpec | dict | str | Path | None" = None, **overri
     return from_dict(base, where)
 
 
-__all__ = ["DEFAULT", "HardwareSpec", "HardwareSpecError", "PlacementError", "ResourceError", "from_dict",
-           "load_spec", "STATE_BITS"]
+__all__ = [
+    "DEFAULT",
+    "HardwareSpec",
+    "HardwareSpecError",
+    "PlacementError",
+    "ResourceError",
+    "from_dict",
+    "load_spec",
+]
