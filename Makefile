@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup demo test bench bench-compile bench-accuracy bench-sim fixtures clean
+.PHONY: all setup demo test bench bench-compile bench-accuracy bench-sim bench-place fixtures clean
 
 all: test
 
@@ -33,7 +33,7 @@ test: $(STAMP)
 	-@$(MAKE) --no-print-directory $(LAVA_STAMP)
 	$(PY) -m pytest -q -n 2 tests
 
-bench: bench-compile bench-accuracy bench-sim
+bench: bench-compile bench-accuracy bench-sim bench-place
 
 bench-compile: $(STAMP)
 	$(PY) benchmarks/compile_time.py
@@ -48,6 +48,9 @@ bench-accuracy: $(STAMP) $(FASHION)
 
 bench-sim: $(STAMP) $(FASHION)
 	$(PY) benchmarks/sim_throughput.py
+
+bench-place: $(STAMP)
+	$(PY) benchmarks/placement.py
 
 fixtures: $(VENV)/.torch
 	$(PY) tests/fixtures/make_torch_fixtures.py

@@ -21,6 +21,7 @@ from s4dc.options import CompileOptions
 from s4dc.precision import read_config, widths_for
 from s4dc.passes import FLOWS, PassLog, run_flow
 from s4dc.passes.base import PassRecord
+from s4dc.passes.place import strip_timing
 from s4dc.targets.float_exec import FloatExecutor
 
 Progress = Callable[[str], None]
@@ -58,6 +59,9 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
                               precision=widths_for(graph, config, opts.config or "precision config"))
         say(f"quantizing on {calib_note}")
         graph, log = run_flow(graph, flow[n_float:], ctx, log, after_each=after)
+    placement = None
+    if opts.place and not opts.float_only:
+        placement = _place(graph, opts, say, log)
     manifest = {
         "format": NET_FORMAT,
         "format_version": NET_FORMAT_VERSION,
@@ -77,7 +81,30 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
         },
         "files": {"graph": "graph.json", "params": "params.npz", "timings": "timings.json"},
     }
-    return Network(graph, manifest, log.timings())
+    if placement is not None:
+        manifest["files"]["placement"] = "placement.json"
+        manifest["flow"].append("place")
+    timings = log.timings()
+    if placement is not None:
+        timings.update({f"placement_{k}": v for k, v in placement.get("timing", {}).items()})
+    return Network(graph, manifest, timings, placement=strip_timing(placement) if placement else None)
+
+
+def _place(graph: Graph, opts: CompileOptions, say: Progress, log: PassLog) -> dict[str, Any]:
+    """Partition the quantized network over Loihi 2 cores and place the parts."""
+    from s4dc.passes.partition import partition
+    from s4dc.passes.place import place
+    from s4dc.targets.loihi2.hardware import load_spec
+
+    t0 = time.perf_counter()
+    spec = load_spec(opts.hardware, chips=opts.chips)
+    parts = partition(graph, spec)
+    say(f"placing {len(parts.parts)} parts on {spec.chips} chip(s) of {spec.cores_per_chip} cores")
+    doc = place(parts, spec, seed=opts.place_seed, budget=opts.place_budget, progress=say)
+    opt = doc["placements"]["optimized"]
+    log.records.append(PassRecord("place", {"parts": len(parts.parts), "chips": spec.chips,
+                                            "objective": opt.get("objective")}, time.perf_counter() - t0))
+    return doc
 
 
 SYNTHETIC_CALIBRATION = 64

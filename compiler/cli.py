@@ -36,6 +36,12 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--cond-max", type=float, default=1e8,
                    help="diagonalize: max eigenvector condition number (default 1e8)")
     p.add_argument("--verify", action="store_true", help="check every pass numerically against the frontend")
+    p.add_argument("--hardware", help="hardware model file (JSON; docs/hardware_model.md)")
+    p.add_argument("--chips", type=int, help="chips in the system (default: the hardware model's, 1)")
+    p.add_argument("--seed", type=int, default=0, help="placement search seed (default 0)")
+    p.add_argument("--place-budget", type=float, default=30.0,
+                   help="placement search budget, deterministic units of about 1 s (default 30)")
+    p.add_argument("--no-place", action="store_true", help="skip partitioning and placement")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--version", action="version", version=f"s4dc {__version__}")
     return p
@@ -73,7 +79,9 @@ def _compile(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     net = s4dc.compile(a.model, progress=say, float_only=a.float_only, calibration=a.calibration,
                        config=a.config, seq_len=a.seq_len, fit_tol=a.fit_tol,
-                       max_modes=a.max_modes, cond_max=a.cond_max, verify_numerics=a.verify)
+                       max_modes=a.max_modes, cond_max=a.cond_max, verify_numerics=a.verify,
+                       place=not a.no_place, hardware=a.hardware, chips=a.chips, place_seed=a.seed,
+                       place_budget=a.place_budget)
     out = net.save(a.out)
     if not a.quiet:
         print(_summary(net, out, time.perf_counter() - t0))
@@ -101,6 +109,10 @@ def _summary(net, out: Path, seconds: float) -> str:
             bits = f"{b['weight']}/{b['a']}/{b['b']}/{b['c']}" if b else "-"
             lines.append(f"  {name:<24} {e['op']:<8} {bits:<13} {e['exp_out']:>4} {e['saturations']:>11} "
                          f"{e.get('rel_rms_error', float('nan')):>10.2e}")
+    if net.placement is not None:
+        from s4dc.passes.place import summary
+        lines.append(summary({**net.placement, "timing": {k[len("placement_"):]: v for k, v in net.timings.items()
+                                                          if k.startswith("placement_")}}))
     return "\n".join(lines)
 
 
@@ -116,7 +128,8 @@ def _run(a: argparse.Namespace) -> int:
     if a.backend == "lava":
         from s4dc.targets.lava.runner import run_lava
 
-        y, info = run_lava(a.net, x)
+        placed = Path(a.net) / "placement.json"  # processes carry their chip and core
+        y, info = run_lava(a.net, x, placement=str(placed) if placed.exists() else None)
     else:
         y = net.run(x)
     outs = y if isinstance(y, list) else [y]

@@ -26,10 +26,12 @@ class Network:
     """Run with `run(x)` (x: (batch, time, features)) or token by token with
     `step(x_t)`; `trace(x)` gives every layer's output."""
 
-    def __init__(self, graph: Graph, manifest: dict[str, Any], timings: dict[str, float] | None = None):
+    def __init__(self, graph: Graph, manifest: dict[str, Any], timings: dict[str, float] | None = None,
+                 placement: dict[str, Any] | None = None):
         self.graph = graph
         self.manifest = manifest
         self.timings = timings or {}
+        self.placement = placement  # the placement.json document, when placed
         quantized = any(l.op in QUANTIZED_OPS for l in graph.layers)
         self._exec = FixedSimulator(graph) if quantized else FloatExecutor(graph)
 
@@ -78,6 +80,9 @@ class Network:
             save_graph(self.graph, tmp)
             (tmp / "manifest.json").write_text(dump_json(self.manifest))
             (tmp / "timings.json").write_text(dump_json(self.timings))
+            if self.placement is not None:
+                from s4dc.passes.place import placement_json
+                (tmp / "placement.json").write_text(placement_json(self.placement))
             old = None
             if out.exists():
                 old = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -107,4 +112,10 @@ def load(folder: str | os.PathLike) -> Network:
         timings = json.loads((folder / "timings.json").read_text())
     except (OSError, ValueError):
         timings = {}
-    return Network(graph, manifest, timings)
+    placement = None
+    if "placement" in manifest.get("files", {}):
+        try:
+            placement = json.loads((folder / manifest["files"]["placement"]).read_text())
+        except (OSError, ValueError) as e:
+            raise NetworkFormatError(f"{folder}: placement.json unreadable ({e})") from None
+    return Network(graph, manifest, timings, placement)

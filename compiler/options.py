@@ -24,6 +24,11 @@ class CompileOptions:
     verify_numerics: bool = False  # run the float executor after every pass and compare
     jobs: int = 0                # worker processes for kernel fitting (0: one per CPU, at most 2);
                                  # results are identical for any value
+    place: bool = True           # partition and place on Loihi 2 cores (quantized networks)
+    hardware: str | None = None  # hardware model file (JSON), docs/hardware_model.md
+    chips: int | None = None     # chips in the system (overrides the hardware model)
+    place_seed: int = 0          # placement search seed (same seed, same placement)
+    place_budget: float = 30.0   # placement search budget in deterministic units (about 1 s each)
 
     @classmethod
     def make(cls, **kw: Any) -> "CompileOptions":
@@ -36,6 +41,10 @@ class CompileOptions:
             raise OptionError(f"seq_len must be >= 1, got {opts.seq_len}")
         if not 0 < opts.fit_tol < 1:
             raise OptionError(f"fit_tol must be in (0, 1), got {opts.fit_tol}")
+        if opts.chips is not None and opts.chips < 1:
+            raise OptionError(f"chips must be >= 1, got {opts.chips}")
+        if opts.place_budget < 0:
+            raise OptionError(f"place_budget must be >= 0, got {opts.place_budget}")
         if opts.max_modes < 1:
             raise OptionError(f"max_modes must be >= 1, got {opts.max_modes}")
         return opts

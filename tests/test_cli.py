@@ -46,8 +46,14 @@ def test_manifest_records_source_options_and_passes(tmp_path):
 def test_compile_is_deterministic_byte_for_byte(tmp_path):
     for name in ("a", "b"):
         assert main([str(TORCH / "ns4d_last_torchscript.onnx"), "-o", str(tmp_path / name), "-q"]) == 0
-    for f in ("graph.json", "manifest.json", "params.npz"):
+    for f in ("graph.json", "manifest.json", "params.npz", "placement.json"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    doc = json.loads((tmp_path / "a" / "placement.json").read_text())
+    placed = {(p["chip"], p["core"]) for p in doc["partitions"]}
+    assert len(placed) == len(doc["partitions"])  # distinct cores
+    objs = {k: v["objective"] for k, v in doc["placements"].items()}
+    assert objs["optimized"] <= objs["greedy"] <= objs["naive"]
+    assert s4dc.load(tmp_path / "a").placement == doc
 
 
 def test_load_runs_like_the_compiled_network(tmp_path):
