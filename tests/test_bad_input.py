@@ -82,3 +82,25 @@ def test_bad_run_input(tmp_path):
     assert main(["run", str(out), str(tmp_path / "xi.npy"), "-o", str(tmp_path / "y.npy")]) == 2
     assert not (tmp_path / "y.npy").exists()
     assert main(["run", str(tmp_path), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy")]) == 2
+
+
+def test_network_too_big_for_the_hardware(tmp_path, capsys):
+    import json
+
+    hw = tmp_path / "hw.json"
+    hw.write_text(json.dumps({"cores_per_chip": 2, "mesh": [1, 2]}))
+    out = tmp_path / "net"
+    assert main([str(SCAN / "scan_two_layers.onnx"), "-o", str(out), "--hardware", str(hw)]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert "s4dc: error: cores: the network needs" in last and "the system has 2" in last
+    assert not out.exists()
+
+
+def test_impossible_hardware_file_names_the_field(tmp_path, capsys):
+    import json
+
+    hw = tmp_path / "hw.json"
+    hw.write_text(json.dumps({"cores_per_chip": 128, "mesh": [8, 8]}))
+    assert main([str(SCAN / "scan_dense.onnx"), "-o", str(tmp_path / "net"), "--hardware", str(hw)]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert "field 'mesh'" in last and not (tmp_path / "net").exists()
