@@ -31,6 +31,7 @@ demo: $(STAMP)
 # the Lava tests skip and say why.
 test: $(STAMP)
 	-@$(MAKE) --no-print-directory $(LAVA_STAMP)
+	-@$(MAKE) --no-print-directory chromium
 	$(PY) -m pytest -q -n 2 tests
 
 bench: bench-compile bench-accuracy bench-sim bench-place
@@ -90,3 +91,28 @@ bench-lava: $(STAMP) $(LAVA_STAMP)
 
 clean-lava:
 	rm -rf $(LAVA_VENV)
+
+# --- Reports: a headless browser ------------------------------------------------
+# tests/test_report.py opens report.html in Debian's chromium (its browser
+# checks skip, saying why, without one); report-screenshots rewrites the
+# screenshots in docs/ (docs/report.md).
+CHROMIUM_FLAGS := --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+	--disable-background-networking --disable-component-update --disable-sync --hide-scrollbars \
+	--force-device-scale-factor=1 --window-size=1400,1280
+
+.PHONY: chromium report-screenshots
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq chromium; }
+
+report-screenshots: $(STAMP) chromium
+	$(VENV)/bin/s4dc examples/digits/model.onnx -o out/report_digits --calibration examples/digits/calibration.npz -q
+	$(PY) -c "import sys, onnx; sys.path.insert(0, 'benchmarks'); from compile_time import conv_form_model; \
+		onnx.save(conv_form_model(layers=4, H=128, N=64, L=256), 'out/conv4_h128.onnx')"
+	$(VENV)/bin/s4dc out/conv4_h128.onnx -o out/report_conv4 --chips 1 -q
+	for n in digits conv4; do \
+		$(PY) -m s4dc.report out/report_$$n --html && d=$$(mktemp -d) && \
+		$$(command -v chromium || command -v chromium-browser) $(CHROMIUM_FLAGS) --user-data-dir=$$d \
+			--screenshot=docs/report_$$n.png file://$(CURDIR)/out/report_$$n/report.html 2>/dev/null; \
+		rm -rf $$d; done

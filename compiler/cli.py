@@ -1,4 +1,5 @@
-"""Command line: `s4dc MODEL.onnx -o OUT/` compiles, `s4dc run OUT/ X.npy -o Y.npy` runs.
+"""Command line: `s4dc MODEL.onnx -o OUT/` compiles, `s4dc run OUT/ X.npy -o Y.npy` runs,
+`s4dc report OUT/` summarizes (and rewrites OUT/report.html).
 
 Every S4dcError ends the command with one line on stderr and exit status 2,
 and no output is left behind.
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] == "run":
             return _run(_run_parser().parse_args(argv[1:]))
+        if argv and argv[0] == "report":
+            from s4dc.report import main as report_main
+            return report_main(argv[1:])
         if argv and argv[0] == "compile":
             argv = argv[1:]
         return _compile(_compile_parser().parse_args(argv))

@@ -83,6 +83,8 @@ class Network:
             if self.placement is not None:
                 from s4dc.passes.place import placement_json
                 (tmp / "placement.json").write_text(placement_json(self.placement))
+            from s4dc.report import write_html
+            write_html(tmp)  # OUT/report.html: placement, numerics and cost in a browser
             old = None
             if out.exists():
                 old = out.with_name(f".{out.name}.old-{os.getpid()}")

@@ -17,7 +17,8 @@ def test_cli_compile_and_run_match_onnxruntime(tmp_path):
     model = TORCH / "seq2seq_residual_torchscript.onnx"
     out = tmp_path / "net"
     assert main([str(model), "-o", str(out), "--float", "-q"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["graph.json", "manifest.json", "params.npz", "timings.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["graph.json", "manifest.json", "params.npz", "report.html",
+                                                     "timings.json"]
     x = np.random.default_rng(3).standard_normal((4, 32, 2)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     assert main(["run", str(out), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"), "-q"]) == 0

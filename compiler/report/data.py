@@ -1,0 +1,407 @@
+"""Read a compiled network folder (OUT/) and gather the report's numbers:
+`summary(out_dir) -> dict`, JSON-serializable. Only the files in OUT/ are
+read (manifest.json, graph.json, params.npz headers, placement.json,
+timings.json); nothing is recompiled or re-run."""
+from __future__ import annotations
+
+import json
+import math
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from s4dc.errors import NetworkFormatError
+from s4dc.report import cost
+
+REPORT_FORMAT = "s4dc-report"
+REPORT_FORMAT_VERSION = 1
+NET_FORMAT = "s4dc-net"
+NET_FORMAT_VERSION = 1
+MAX_CHIPS_SHOWN = 16   # more configured chips than this: only the chips in use are drawn
+# Synapse stages a layer adds between its input and output (lava's Dense/Sparse
+# buffer one step; docs/lava.md): the pipeline depth of the latency estimate.
+STAGES = {"qaffine": 1, "affine": 1, "qssm": 2, "ssm": 2, "qadd": 1, "add": 1, "relu": 1, "conv": 2}
+HOST_OPS = {"input", "readout", "output"}
+PLACEMENT_NAMES = ("naive", "greedy", "optimized")
+
+
+def _read_json(path: Path, what: str, required: bool = True) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        if required:
+            raise NetworkFormatError(f"{path.parent}: not a compiled s4dc network ({path.name} is missing)") from None
+        return None
+    except (OSError, ValueError) as e:
+        raise NetworkFormatError(f"{path}: unreadable {what} ({e})") from None
+
+
+def _param_sizes(path: Path) -> dict[str, int]:
+    """Element count per `LAYER/PARAM` key of params.npz, from the array headers only."""
+    import numpy as np
+    from numpy.lib import format as npf
+
+    sizes: dict[str, int] = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            for name in z.namelist():
+                if not name.endswith(".npy"):
+                    continue
+                with z.open(name) as f:
+                    version = npf.read_magic(f)
+                    shape, _, _ = (npf.read_array_header_1_0(f) if version == (1, 0)
+                                   else npf.read_array_header_2_0(f))
+                sizes[name[:-4]] = int(np.prod(shape, dtype=np.int64))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise NetworkFormatError(f"{path}: unreadable parameters ({e})") from None
+    return sizes
+
+
+def _timings(t: dict[str, Any]) -> tuple[dict[int, float], dict[str, float]]:
+    per_pass: dict[int, float] = {}
+    other: dict[str, float] = {}
+    for k, v in t.items():
+        m = re.match(r"^(\d+)_(.+)$", k)
+        if m and isinstance(v, (int, float)):
+            per_pass[int(m.group(1))] = float(v)
+        elif isinstance(v, (int, float)):
+            other[k] = float(v)
+    return per_pass, other
+
+
+def _short(v: Any, depth: int = 0) -> str:
+    """A pass's changes as one short line."""
+    if isinstance(v, dict):
+        if not v:
+            return "no change"
+        if depth >= 1 and len(v) > 4:
+            return f"{len(v)} entries"
+        return ", ".join(f"{k}={_short(x, depth + 1)}" for k, x in v.items())
+    if isinstance(v, list):
+        if len(v) > 4:
+            return f"[{', '.join(str(x) for x in v[:3])}, ... ({len(v)})]"
+        return "[" + ", ".join(str(x) for x in v) + "]"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _pass_text(name: str, changes: dict[str, Any]) -> str:
+    ch = dict(changes)
+    if name == "quantize" and "layers" in ch:
+        layers = ch.pop("layers")
+        ch = {"layers": len(layers), **ch}
+    if name == "realize" and "realized" in ch:
+        r = ch.pop("realized")
+        if r:
+            ch = {"layers": len(r), "modes": sum(int(x.get("modes", 0)) for x in r.values()),
+                  "max_rel_error": max(float(x.get("max_rel_error", 0)) for x in r.values()),
+                  "max_abs_pole": max(float(x.get("max_abs_pole", 0)) for x in r.values()), **ch}
+    return _short(ch)
+
+
+def _depths(layers: list[dict[str, Any]]) -> dict[str, int]:
+    """Synapse stages from the input to each layer's output (host layers add none)."""
+    by_out: dict[str, int] = {}
+    depth: dict[str, int] = {}
+    for L in layers:
+        d = max((by_out.get(t, 0) for t in L.get("inputs", [])), default=0)
+        d += STAGES.get(L["op"], 0)
+        depth[L["name"]] = d
+        by_out[L.get("output", L["name"])] = d
+    return depth
+
+
+def _mesh_xy(g: int, spec: dict[str, Any], grid_cols: int) -> tuple[int, int, int]:
+    cpc = int(spec["cores_per_chip"])
+    mx, my = int(spec["mesh"][0]), int(spec["mesh"][1])
+    chip, local = divmod(int(g), cpc)
+    gx, gy = chip % grid_cols, chip // grid_cols
+    return gx * mx + local % mx, gy * my + local // mx, chip
+
+
+def _route(a: tuple[int, int], b: tuple[int, int]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """X-Y dimension-order route: along x in the source row, then along y in
+    the destination column; the links as (from, to) mesh points."""
+    (x0, y0), (x1, y1) = a, b
+    steps = []
+    sx = 1 if x1 > x0 else -1
+    for x in range(x0, x1, sx):
+        steps.append(((x, y0), (x + sx, y0)))
+    sy = 1 if y1 > y0 else -1
+    for y in range(y0, y1, sy):
+        steps.append(((x1, y), (x1, y + sy)))
+    return steps
+
+
+def _placement(doc: dict[str, Any], layer_index: dict[str, int], depth_steps: int) -> dict[str, Any]:
+    spec = doc["spec"]
+    system = doc["system"]
+    grid_cols, grid_rows = (int(v) for v in system["chip_grid"])
+    chips, chips_used = int(system["chips"]), int(system["chips_used"])
+    cpc = int(spec["cores_per_chip"])
+    mx, my = int(spec["mesh"][0]), int(spec["mesh"][1])
+    limits = {"neurons": int(spec["neurons_per_core"]), "memory": int(spec["memory_bytes_per_core"]),
+              "neuron_memory": int(spec["neuron_memory_bytes"]), "synapse_memory": int(spec["synapse_memory_bytes"]),
+              "axon_memory": int(spec["axon_memory_bytes"])}
+    parts = []
+    for p in doc["partitions"]:
+        mem = p.get("memory", {})
+        util = {"neurons": p["neurons"] / limits["neurons"],
+                "memory": p["memory_bytes"] / limits["memory"],
+                "neuron_memory": mem.get("neuron", 0) / limits["neuron_memory"],
+                "synapse_memory": mem.get("synapse", 0) / limits["synapse_memory"],
+                "axon_memory": mem.get("axon", 0) / limits["axon_memory"]}
+        binding = max(("neurons", "neuron_memory", "synapse_memory", "axon_memory"), key=lambda k: util[k])
+        util["max"] = util[binding]
+        units = int(p["neurons"]) - int(p.get("state_neurons", 0))
+        # Each S4D state sends to its channel unit through one synapse; when the
+        # unit shares the core (no split, or the unit's chunk) that op is internal.
+        internal = int(p.get("state_neurons", 0)) if (p.get("op") == "qssm" and units > 0) else 0
+        parts.append({"id": p["id"], "layer": p["layer"], "layer_index": layer_index.get(p["layer"], 0),
+                      "op": p["op"], "channels": p.get("channels"), "state_range": p.get("state_range"),
+                      "neurons": p["neurons"], "state_neurons": p.get("state_neurons", 0),
+                      "synapses": p["synapses"], "memory_bytes": p["memory_bytes"], "memory": mem,
+                      "synops_per_step": p.get("synops_per_step", 0), "internal_synops_per_step": internal,
+                      "synops": float(p.get("synops_per_step", 0)) + internal,
+                      "utilization": util, "binding": binding})
+    edges = [{"src": e["src"], "dst": e["dst"], "messages_per_step": e["messages_per_step"]} for e in doc["edges"]]
+
+    # Chips drawn: all configured ones when few, else those in use.
+    shown = list(range(chips)) if chips <= MAX_CHIPS_SHOWN else list(range(chips_used))
+    grid_diam = 0
+    if chips_used > 1:
+        xy = [(c % grid_cols, c // grid_cols) for c in range(chips_used)]
+        grid_diam = (max(x for x, _ in xy) - min(x for x, _ in xy)) + (max(y for _, y in xy) - min(y for _, y in xy))
+
+    views = {}
+    for name in PLACEMENT_NAMES:
+        pl = doc["placements"].get(name)
+        if pl is None:
+            continue
+        cores = [int(c) for c in pl["cores"]]
+        pos = [_mesh_xy(g, spec, grid_cols) for g in cores]
+        links: dict[tuple[tuple[int, int], tuple[int, int]], list[float]] = {}
+        routes = []
+        for e in edges:
+            a, b = pos[e["src"]], pos[e["dst"]]
+            m = float(e["messages_per_step"])
+            steps = _route((a[0], a[1]), (b[0], b[1]))
+            cx = cy = 0
+            for s, t in steps:
+                key = (min(s, t), max(s, t))
+                rec = links.setdefault(key, [0.0, 0.0])
+                rec[0 if s < t else 1] += m
+                if s[0] // mx != t[0] // mx:
+                    cx += 1
+                if s[1] // my != t[1] // my:
+                    cy += 1
+            routes.append({"src": e["src"], "dst": e["dst"], "messages": m,
+                           "x_hops": abs(a[0] - b[0]), "y_hops": abs(a[1] - b[1]), "chip_x": cx, "chip_y": cy})
+        link_list = [{"a": list(k[0]), "b": list(k[1]), "messages_per_step": _num(v[0] + v[1]),
+                      "forward": _num(v[0]), "backward": _num(v[1]),
+                      "chip_link": (k[0][0] // mx != k[1][0] // mx) or (k[0][1] // my != k[1][1] // my)}
+                     for k, v in sorted(links.items())]
+        est = cost.estimate(parts, routes, spec, float(pl.get("max_router_load", 0)), depth_steps,
+                            chips_used, grid_diam)
+        views[name] = {
+            "metrics": {k: pl.get(k) for k in ("traffic", "objective", "max_router_load", "message_hops",
+                                               "chip_crossings", "traffic_vs_naive") if k in pl},
+            "cores": cores,
+            "positions": [{"part": i, "chip": c, "x": x, "y": y} for i, (x, y, c) in enumerate(pos)],
+            "links": link_list,
+            "max_link_messages": max((l["messages_per_step"] for l in link_list), default=0),
+            "cores_used_per_chip": doc.get("cores_used_per_chip", {}).get(name, {}),
+            "cost": est,
+        }
+    return {
+        "system": system, "spec": spec, "limits": limits,
+        "chips_shown": shown, "chip_grid": [grid_cols, grid_rows], "chip_grid_diameter": grid_diam,
+        "mesh": [mx, my], "cores_per_chip": cpc,
+        "parts": parts, "edges": edges, "layers": doc.get("layers", []),
+        "placements": views,
+        "bound": doc.get("bound"), "gap": doc.get("gap"), "search": doc.get("search"),
+    }
+
+
+def _num(v: float) -> float | int:
+    f = float(v)
+    return int(f) if f.is_integer() else round(f, 6)
+
+
+def summary(out_dir: str | Path) -> dict[str, Any]:
+    """Everything the report shows, as plain JSON-ready data."""
+    out = Path(out_dir)
+    if not out.exists():
+        raise NetworkFormatError(f"{out}: no such folder (expected a network compiled with `s4dc MODEL -o {out}`)")
+    if not out.is_dir():
+        raise NetworkFormatError(f"{out}: not a folder (expected a network compiled with `s4dc MODEL -o OUT`)")
+    manifest = _read_json(out / "manifest.json", "manifest")
+    if not isinstance(manifest, dict) or manifest.get("format") != NET_FORMAT \
+            or manifest.get("format_version") != NET_FORMAT_VERSION:
+        fmt = manifest.get("format") if isinstance(manifest, dict) else None
+        ver = manifest.get("format_version") if isinstance(manifest, dict) else None
+        raise NetworkFormatError(f"{out}/manifest.json: format {fmt!r} version {ver!r}; "
+                                 f"this report reads {NET_FORMAT} version {NET_FORMAT_VERSION}")
+    files = manifest.get("files", {}) or {}
+    try:
+        return _summary(out, manifest, files)
+    except NetworkFormatError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise NetworkFormatError(f"{out}: inconsistent network files ({type(e).__name__}: {e})") from None
+
+
+def _summary(out: Path, manifest: dict[str, Any], files: dict[str, str]) -> dict[str, Any]:
+    graph = _read_json(out / files.get("graph", "graph.json"), "graph")
+    timings_raw = _read_json(out / files.get("timings", "timings.json"), "timings", required=False)
+    missing: list[str] = []
+    if timings_raw is None:
+        missing.append("timings.json: pass times unknown")
+        timings_raw = {}
+    options = manifest.get("options", {}) or {}
+    float_only = bool(options.get("float_only"))
+    placement_doc = None
+    pfile = files.get("placement")
+    if pfile:
+        placement_doc = _read_json(out / pfile, "placement")
+        if placement_doc.get("format") != "s4dc-placement":
+            raise NetworkFormatError(f"{out / pfile}: format {placement_doc.get('format')!r}, "
+                                     "expected 's4dc-placement'")
+    elif float_only:
+        missing.append("placement: compiled with --float; partitioning and placement need a quantized network "
+                       "(compile without --float)")
+    elif options.get("place") is False:
+        missing.append("placement: compiled with --no-place")
+    else:
+        missing.append("placement: no placement.json in this folder")
+
+    layers = graph["layers"]
+    tensors = {t["name"]: t for t in graph.get("tensors", [])}
+    psizes = _param_sizes(out / files.get("params", "params.npz"))
+    depth = _depths(layers)
+    quant_rec = next((r for r in manifest.get("passes", []) if r.get("pass") == "quantize"), None)
+    quantized = quant_rec is not None or any(L["op"].startswith("q") for L in layers)
+    if not quantized:
+        missing.append("quantization: compiled with --float; no integer formats, saturation counts or error "
+                       "against float" if float_only else "quantization: no quantize pass in the pass log")
+
+    # Chip-side layers end at the first readout; what follows runs on the host.
+    host_after = set()
+    seen_readout = False
+    for L in layers:
+        if L["op"] == "readout":
+            seen_readout = True
+        if seen_readout and L["op"] not in ("readout",):
+            host_after.add(L["name"])
+    chip_layers = [L["name"] for L in layers if L["op"] not in HOST_OPS and L["name"] not in host_after]
+    layer_index = {n: i + 1 for i, n in enumerate(chip_layers)}
+    depth_steps = max((depth[n] for n in chip_layers), default=0)
+
+    place = _placement(placement_doc, layer_index, depth_steps) if placement_doc else None
+
+    rows = []
+    for L in layers:
+        t = tensors.get(L.get("output", L["name"]), {})
+        row: dict[str, Any] = {
+            "name": L["name"], "op": L["op"], "index": layer_index.get(L["name"]),
+            "inputs": list(L.get("inputs", [])), "features": t.get("features"), "sequence": t.get("sequence"),
+            "fmt": t.get("fmt"), "params": sum(psizes.get(f"{L['name']}/{p}", 0) for p in L.get("params", [])),
+            "source": L.get("source", ""),
+            "where": "chip" if L["name"] in layer_index else "host",
+            "latency_steps": depth.get(L["name"], 0) if L["name"] in layer_index else None,
+        }
+        if place is not None and L["name"] in layer_index:
+            mine = [p for p in place["parts"] if p["layer"] == L["name"]]
+            ids = {p["id"] for p in mine}
+            lay = next((x for x in place["layers"] if x.get("layer") == L["name"]), {})
+            row.update({
+                "cores": len(mine),
+                "neurons": sum(p["neurons"] for p in mine),
+                "state_neurons": sum(p["state_neurons"] for p in mine),
+                "synapses": sum(p["synapses"] for p in mine),
+                "memory_bytes": sum(p["memory_bytes"] for p in mine),
+                "memory": {k: sum(p["memory"].get(k, 0) for p in mine) for k in ("neuron", "synapse", "axon")},
+                "messages_out_per_step": _num(sum(e["messages_per_step"] for e in place["edges"]
+                                                  if e["src"] in ids and e["dst"] not in ids)),
+                "messages_in_per_step": _num(sum(e["messages_per_step"] for e in place["edges"]
+                                                 if e["dst"] in ids and e["src"] not in ids)),
+                "synops_per_step": _num(sum(p["synops"] for p in mine)),
+                "max_utilization": max((p["utilization"]["max"] for p in mine), default=0.0),
+                "binding": lay.get("binding"), "activity": lay.get("activity"),
+                "units": lay.get("units"), "states_per_channel": lay.get("states_per_channel"),
+            })
+        rows.append(row)
+
+    quant = None
+    if quant_rec is not None:
+        ch = quant_rec.get("changes", {})
+        qrows = []
+        for name, e in ch.get("layers", {}).items():
+            qrows.append({"name": name, "op": e.get("op"), "bits": e.get("bits"),
+                          "exp_out": e.get("exp_out"), "state_exp": e.get("state_exp"),
+                          "weight_exp": e.get("weight_exp"), "shift": e.get("shift"), "a_frac": e.get("a_frac"),
+                          "saturations": e.get("saturations"), "rel_rms_error": e.get("rel_rms_error"),
+                          "max_abs_eigenvalue": e.get("max_abs_eigenvalue")})
+        order = {L["name"]: i for i, L in enumerate(layers)}
+        qrows.sort(key=lambda r: order.get(r["name"], len(order)))
+        quant = {"calibration": manifest.get("calibration"), "margin": ch.get("margin"),
+                 "output_rel_rms_error": ch.get("output_rel_rms_error"),
+                 "saturations": sum(int(r["saturations"] or 0) for r in qrows), "layers": qrows}
+
+    realize = []
+    for rec in manifest.get("passes", []):
+        if rec.get("pass") == "realize":
+            for name, r in (rec.get("changes", {}).get("realized") or {}).items():
+                realize.append({"layer": name, **r})
+
+    per_pass, other_t = _timings(timings_raw)
+    passes = []
+    for i, rec in enumerate(manifest.get("passes", [])):
+        passes.append({"index": i, "pass": rec.get("pass"), "seconds": per_pass.get(i),
+                       "changes": rec.get("changes", {}), "summary": _pass_text(rec.get("pass"),
+                                                                                rec.get("changes", {}))})
+    total_s = sum(v for v in per_pass.values())
+
+    if place is None:
+        missing.append("cost estimate: needs the placement (per-core work and routes)")
+
+    src = manifest.get("source", {})
+    return {
+        "format": REPORT_FORMAT, "format_version": REPORT_FORMAT_VERSION,
+        "out": str(out),
+        "network": {"graph": graph.get("name"), "s4dc_version": manifest.get("s4dc_version"),
+                    "source": src, "io": manifest.get("io"), "options": options, "flow": manifest.get("flow"),
+                    "quantized": quantized, "placed": place is not None, "float_only": float_only,
+                    "time_steps": (graph.get("meta") or {}).get("time_steps"),
+                    "chip_layers": len(chip_layers), "depth_steps": depth_steps,
+                    "params": sum(psizes.values())},
+        "missing": missing,
+        "layers": rows,
+        "quantization": quant,
+        "realize": realize,
+        "passes": passes,
+        "compile_seconds": total_s,
+        "other_timings": other_t,
+        "placement": place,
+        "cost": ({"figures": cost.figures(place["spec"]), "assumptions": list(cost.ASSUMPTIONS),
+                  "sources": dict(cost.SOURCES),
+                  "per_placement": {k: v["cost"] for k, v in place["placements"].items()}}
+                 if place is not None else None),
+    }
+
+
+def fmt_si(v: float | None, unit: str, digits: int = 3, micro: str = "u") -> str:
+    """1.23e-6 s -> '1.23 us' ('1.23 \u00b5s' with micro='\u00b5')."""
+    if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))):
+        return "-"
+    if v == 0:
+        return f"0 {unit}"
+    prefixes = [(1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, micro), (1e-9, "n"), (1e-12, "p")]
+    for scale, p in prefixes:
+        if abs(v) >= scale:
+            return f"{v / scale:.{digits}g} {p}{unit}"
+    return f"{v / 1e-15:.{digits}g} f{unit}"
