@@ -111,7 +111,8 @@ report-screenshots: $(STAMP) chromium
 	$(PY) -c "import sys, onnx; sys.path.insert(0, 'benchmarks'); from compile_time import conv_form_model; \
 		onnx.save(conv_form_model(layers=4, H=128, N=64, L=256), 'out/conv4_h128.onnx')"
 	$(VENV)/bin/s4dc out/conv4_h128.onnx -o out/report_conv4 --chips 1 -q
-	for n in digits conv4; do \
+	$(VENV)/bin/s4dc examples/fashion/model.onnx -o out/report_fashion --calibration examples/fashion/calibration.npz -q
+	for n in digits fashion conv4; do \
 		$(PY) -m s4dc.report out/report_$$n --html && d=$$(mktemp -d) && \
 		$$(command -v chromium || command -v chromium-browser) $(CHROMIUM_FLAGS) --user-data-dir=$$d \
 			--screenshot=docs/report_$$n.png file://$(CURDIR)/out/report_$$n/report.html 2>/dev/null; \
