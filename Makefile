@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup demo test bench bench-compile bench-accuracy bench-sim bench-place fixtures clean
+.PHONY: all setup demo test bench bench-compile bench-accuracy bench-sim bench-place bench-report fixtures clean
 
 all: test
 
@@ -34,7 +34,7 @@ test: $(STAMP)
 	-@$(MAKE) --no-print-directory chromium
 	$(PY) -m pytest -q -n 2 tests
 
-bench: bench-compile bench-accuracy bench-sim bench-place
+bench: bench-compile bench-accuracy bench-sim bench-place bench-report
 
 bench-compile: $(STAMP)
 	$(PY) benchmarks/compile_time.py
@@ -52,6 +52,9 @@ bench-sim: $(STAMP) $(FASHION)
 
 bench-place: $(STAMP)
 	$(PY) benchmarks/placement.py
+
+bench-report: $(STAMP) chromium
+	$(PY) benchmarks/report_load.py
 
 fixtures: $(VENV)/.torch
 	$(PY) tests/fixtures/make_torch_fixtures.py
