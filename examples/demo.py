@@ -47,6 +47,7 @@ def main() -> int:
     print(f"accuracy  s4dc, Loihi 2 integers (recurrent):    {np.mean(y.argmax(1) == labels):.4f}")
     print(f"predictions that differ: {int(np.sum(y.argmax(1) != y_ref.argmax(1)))} of {len(labels)}")
     print(f"s4dc run: {run_s:.2f} s for the whole split")
+    print(f"placement, quantization and cost: open {OUT / 'report.html'} in a browser (or: s4dc report {OUT})")
     return 0
 
 
