@@ -36,8 +36,9 @@ def _qssm_sequence(lr, li, br, bi, cr, ci, live, u, state_lim, msg_lim, x_re, x_
     T, B, H = u.shape
     lo_s, lo_m = -state_lim - 1.0, -msg_lim - 1.0
     sat = 0
-    obuf = np.empty(lr.shape[1])
-    for b in range(B):
+    for b in numba.prange(B):  # samples are independent: one thread each
+        obuf = np.empty(lr.shape[1])
+        nsat = 0
         for h in range(H):
             xr = x_re[b, h].copy()
             xi = x_im[b, h].copy()
@@ -50,12 +51,12 @@ def _qssm_sequence(lr, li, br, bi, cr, ci, live, u, state_lim, msg_lim, x_re, x_
                     ni = np.floor((a_r[n] * xi[n] + a_i[n] * xr[n]) + b_i[n] * uu + 0.5)
                     cr_ = min(max(nr, lo_s), state_lim)
                     ci_ = min(max(ni, lo_s), state_lim)
-                    sat += (cr_ != nr) + (ci_ != ni)
+                    nsat += (cr_ != nr) + (ci_ != ni)
                     xr[n] = cr_
                     xi[n] = ci_
                     o = np.floor((c_r[n] * cr_ - c_i[n] * ci_) + 0.5)
                     oc = min(max(o, lo_m), msg_lim)
-                    sat += oc != o
+                    nsat += oc != o
                     obuf[n] = oc
                 acc = 0.0
                 for n in range(N):  # exact: integers below 2^53, any order
@@ -63,7 +64,17 @@ def _qssm_sequence(lr, li, br, bi, cr, ci, live, u, state_lim, msg_lim, x_re, x_
                 out[t, b, h] = acc
             x_re[b, h] = xr
             x_im[b, h] = xi
+        sat += nsat
     return sat
 
 
-qssm_sequence = numba.njit(cache=True, nogil=True, error_model="numpy")(_qssm_sequence) if AVAILABLE else None
+if AVAILABLE:
+    _serial = numba.njit(cache=True, nogil=True, error_model="numpy")(_qssm_sequence)
+    _parallel = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)(_qssm_sequence)
+
+
+def qssm_sequence(lr, li, br, bi, cr, ci, live, u, state_lim, msg_lim, x_re, x_im, out) -> int:
+    """Dispatch: samples spread over threads for batches, one thread for a
+    single sample (where starting threads costs more than it saves)."""
+    fn = _parallel if u.shape[1] > 1 else _serial
+    return fn(lr, li, br, bi, cr, ci, live, u, state_lim, msg_lim, x_re, x_im, out)
