@@ -53,7 +53,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ablation-samples", type=int, default=2000,
                     help="test samples per ablation row (the default row always uses the full set)")
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1,
+                    help="simulator processes (the numba kernel already uses every core)")
     ap.add_argument("--examples", nargs="*", default=["digits", "fashion"])
     ap.add_argument("--out", default=str(ROOT / "docs" / "accuracy.md"))
     a = ap.parse_args()

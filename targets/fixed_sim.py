@@ -119,7 +119,9 @@ class FixedSimulator:
         from concurrent.futures import ProcessPoolExecutor
 
         parts = np.array_split(np.arange(x.shape[0]), workers)
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        # spawn, not fork: numba's thread pool (used for batches in this
+        # process) does not survive a fork.
+        ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
             results = list(pool.map(_run_part, [(self.graph, x[p]) for p in parts]))
         for _, sats in results:
@@ -322,6 +324,7 @@ class FixedSimulator:
 
 def _run_part(args) -> tuple[list[np.ndarray], dict[str, int]]:
     graph, x = args
+    jit_mod.PARALLEL = False  # a worker process: the pool already splits the batch
     sim = FixedSimulator(graph)
     out = sim.run(x)
     return (out if isinstance(out, list) else [out]), sim.saturations

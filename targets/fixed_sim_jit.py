@@ -73,8 +73,13 @@ if AVAILABLE:
     _parallel = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)(_qssm_sequence)
 
 
+# Worker processes (FixedSimulator.run(workers=N)) already split the batch:
+# they clear this to run one thread each.
+PARALLEL = True
+
+
 def qssm_sequence(lr, li, br, bi, cr, ci, live, u, state_lim, msg_lim, x_re, x_im, out) -> int:
     """Dispatch: samples spread over threads for batches, one thread for a
     single sample (where starting threads costs more than it saves)."""
-    fn = _parallel if u.shape[1] > 1 else _serial
+    fn = _parallel if PARALLEL and u.shape[1] > 1 else _serial
     return fn(lr, li, br, bi, cr, ci, live, u, state_lim, msg_lim, x_re, x_im, out)

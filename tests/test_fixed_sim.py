@@ -173,3 +173,13 @@ def test_saturation_is_counted_not_wrapped():
     assert sum(sim.saturations.values()) > 0
     lim = (1 << 23) - 1
     assert all(np.abs(v).max() <= lim + 1 for k, v in tr.items() if v.dtype == np.int64)
+
+
+def test_worker_processes_give_the_same_integers():
+    rng = np.random.default_rng(5)
+    g = random_float_graph(rng, 3, 4, 2, False)
+    q = quantize(g, rng.standard_normal((8, 30, 2)), BitWidths())
+    x = rng.standard_normal((40, 30, 2))
+    one = FixedSimulator(q).run(x)  # threads in this process (when numba is there) ...
+    two = FixedSimulator(q).run(x, workers=2)  # ... then worker processes
+    assert np.array_equal(one, two)
