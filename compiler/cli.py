@@ -135,7 +135,7 @@ def _run(a: argparse.Namespace) -> int:
         placed = Path(a.net) / "placement.json"  # processes carry their chip and core
         y, info = run_lava(a.net, x, placement=str(placed) if placed.exists() else None)
     else:
-        y = net.run(x)
+        y = _run_with_progress(net, x, quiet=a.quiet)
     outs = y if isinstance(y, list) else [y]
     if len(outs) != 1:
         raise InputDataError("the network has several outputs; use the library API")
@@ -158,6 +158,25 @@ def _run(a: argparse.Namespace) -> int:
                     if net.quantized else "float executor")
         print(f"{a.input} {tuple(x.shape)} -> {out} {tuple(outs[0].shape)} ({what})", file=sys.stderr)
     return 0
+
+
+RUN_CHUNK = 1024  # sequences per progress report of `s4dc run`
+
+
+def _run_with_progress(net, x: np.ndarray, quiet: bool):
+    """net.run over the batch in chunks, reporting progress on stderr for long
+    runs (samples are independent, so the outputs are those of one call)."""
+    if quiet or np.ndim(x) < 3 or len(x) <= RUN_CHUNK:
+        return net.run(x)
+    parts, t0 = [], time.perf_counter()
+    for i in range(0, len(x), RUN_CHUNK):
+        parts.append(net.run(x[i:i + RUN_CHUNK]))
+        done = min(len(x), i + RUN_CHUNK)
+        print(f"  simulated {done}/{len(x)} sequences ({time.perf_counter() - t0:.1f} s)", file=sys.stderr,
+              flush=True)
+    if isinstance(parts[0], list):
+        return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+    return np.concatenate(parts)
 
 
 if __name__ == "__main__":

@@ -81,3 +81,20 @@ def test_library_is_quiet(capsys):
     s4dc.compile(SCAN / "scan_dense.onnx")
     cap = capsys.readouterr()
     assert cap.out == "" and cap.err == ""
+
+
+def test_long_runs_report_progress_and_match_one_call(tmp_path, capsys, monkeypatch):
+    import s4dc.cli as cli
+
+    out = tmp_path / "net"
+    assert main([str(SCAN / "scan_dense.onnx"), "-o", str(out), "-q"]) == 0
+    x = np.random.default_rng(2).standard_normal((10, 48, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    monkeypatch.setattr(cli, "RUN_CHUNK", 4)
+    capsys.readouterr()
+    assert main(["run", str(out), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy")]) == 0
+    err = capsys.readouterr().err
+    assert "simulated 4/10 sequences" in err and "simulated 10/10 sequences" in err
+    assert np.array_equal(np.load(tmp_path / "y.npy"), s4dc.load(out).run(x))
+    assert main(["run", str(out), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y2.npy"), "-q"]) == 0
+    assert capsys.readouterr().err == ""
