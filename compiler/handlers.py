@@ -192,42 +192,41 @@ def _axes_input(fe, node, ins, idx: int) -> list[int] | None:
     return None if a is None else [int(x) for x in a]
 
 
+def _reshape_by(node: onnx.NodeProto, act: Act, target) -> list:
+    """Reshape `act` to target(shape) at each probe batch size."""
+    return [_reshape_to(node, act, tuple(tuple(target(act.shape(b))) for b in PROBE_BATCHES))]
+
+
 @handles("Squeeze")
 def _squeeze(fe, node, ins):
-    act = ins[0]
     axes = _axes_input(fe, node, ins, 1)
-    shapes = []
-    for b in PROBE_BATCHES:
-        s = act.shape(b)
+
+    def target(s):
         ax = [a % len(s) for a in axes] if axes is not None else [i for i, d in enumerate(s) if d == 1]
-        shapes.append(tuple(d for i, d in enumerate(s) if i not in ax))
-    return [_reshape_to(node, act, tuple(shapes))]
+        return (d for i, d in enumerate(s) if i not in ax)
+    return _reshape_by(node, ins[0], target)
 
 
 @handles("Unsqueeze")
 def _unsqueeze(fe, node, ins):
-    act = ins[0]
     axes = _axes_input(fe, node, ins, 1)
-    shapes = []
-    for b in PROBE_BATCHES:
-        s = list(act.shape(b))
-        r = len(s) + len(axes)
-        for a in sorted(x % r for x in axes):
+
+    def target(s):
+        s = list(s)
+        for a in sorted(x % (len(s) + len(axes)) for x in axes):
             s.insert(a, 1)
-        shapes.append(tuple(s))
-    return [_reshape_to(node, act, tuple(shapes))]
+        return s
+    return _reshape_by(node, ins[0], target)
 
 
 @handles("Flatten")
 def _flatten(fe, node, ins):
-    act = ins[0]
     ax = _attr(node, "axis", 1)
-    shapes = []
-    for b in PROBE_BATCHES:
-        s = act.shape(b)
-        ax_ = ax % len(s) if ax < 0 else ax
-        shapes.append((int(np.prod(s[:ax_])), int(np.prod(s[ax_:]))))
-    return [_reshape_to(node, act, tuple(shapes))]
+
+    def target(s):
+        k = ax % len(s) if ax < 0 else ax
+        return int(np.prod(s[:k])), int(np.prod(s[k:]))
+    return _reshape_by(node, ins[0], target)
 
 
 # --- affine maps ---------------------------------------------------------------

@@ -405,3 +405,21 @@ def fmt_si(v: float | None, unit: str, digits: int = 3, micro: str = "u") -> str
         if abs(v) >= scale:
             return f"{v / scale:.{digits}g} {p}{unit}"
     return f"{v / 1e-15:.{digits}g} f{unit}"
+
+
+def fmt_int(v: Any) -> str:
+    """A count for tables: thousands separators, '-' for missing."""
+    if v is None:
+        return "-"
+    f = float(v)
+    return f"{int(f):,}" if f.is_integer() else f"{f:,.2f}"
+
+
+def fmt_bytes(v: Any) -> str:
+    """A memory size for tables: B, KiB or MiB, '-' for missing."""
+    if v is None:
+        return "-"
+    v = float(v)
+    if v < 1024:
+        return f"{int(v)} B"
+    return f"{v / 1024:.1f} KiB" if v < 1024 ** 2 else f"{v / 1024 ** 2:.2f} MiB"

@@ -7,6 +7,8 @@ import math
 from html import escape
 from typing import Any
 
+from s4dc.report.data import fmt_bytes as _bytes
+from s4dc.report.data import fmt_int as _int
 from s4dc.report.data import fmt_si as _fmt_si
 
 # Sequential colour scales (ColorBrewer YlGnBu for core utilization, YlOrRd for links).
@@ -40,26 +42,6 @@ def scale(anchors: list[str], t: float) -> str:
 def _dark(color: str) -> bool:
     r, g, b = _hex(color)
     return 0.299 * r + 0.587 * g + 0.114 * b < 140
-
-
-def _int(v: Any) -> str:
-    if v is None:
-        return "-"
-    f = float(v)
-    if f.is_integer():
-        return f"{int(f):,}"
-    return f"{f:,.2f}"
-
-
-def _bytes(v: Any) -> str:
-    if v is None:
-        return "-"
-    v = float(v)
-    if v < 1024:
-        return f"{int(v)} B"
-    if v < 1024 ** 2:
-        return f"{v / 1024:.1f} KiB"
-    return f"{v / 1024 ** 2:.2f} MiB"
 
 
 def _pct(v: Any) -> str:

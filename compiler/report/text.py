@@ -3,25 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from s4dc.report.data import fmt_bytes as _b
+from s4dc.report.data import fmt_int as _i
 from s4dc.report.data import fmt_si
 
 MESH_TEXT_MAX_CHIPS = 4   # the text mesh is drawn for systems up to this many chips shown
-
-
-def _i(v: Any) -> str:
-    if v is None:
-        return "-"
-    f = float(v)
-    return f"{int(f):,}" if f.is_integer() else f"{f:,.2f}"
-
-
-def _b(v: Any) -> str:
-    if v is None:
-        return "-"
-    v = float(v)
-    if v < 1024:
-        return f"{int(v)} B"
-    return f"{v / 1024:.1f} KiB" if v < 1024 ** 2 else f"{v / 1024 ** 2:.2f} MiB"
 
 
 def _p(v: Any) -> str:
