@@ -64,3 +64,7 @@ class CalibrationError(S4dcError):
 
 class ConfigError(S4dcError):
     """A precision config file that cannot be read or names unknown layers."""
+
+
+class ExportError(S4dcError):
+    """A PyTorch model s4dc.torch cannot export exactly (names the module)."""

@@ -1,0 +1,16 @@
+"""s4dc's PyTorch side (the `torch` extra; the compiler core never imports it).
+
+    from s4dc.torch import NS4D, export
+    export(model, x, "model.onnx")   # NS4D and state-spaces-shaped S4D layers, exactly
+
+Fine-tuning against the chip's integers: `s4dc.torch.qat` (docs/qat.md).
+"""
+try:
+    import torch  # noqa: F401
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError("s4dc.torch needs PyTorch: pip install 's4dc[torch]'") from e
+
+from s4dc.torch.export import export, find_s4d  # noqa: E402
+from s4dc.torch.layers import NS4D, causal_conv, s4d_kernel  # noqa: E402
+
+__all__ = ["NS4D", "causal_conv", "export", "find_s4d", "s4d_kernel"]
