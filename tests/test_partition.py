@@ -83,7 +83,13 @@ def check_partition(graph: Graph, P) -> None:
 # -- hardware model ----------------------------------------------------------------
 def test_spec_defaults_and_round_trip(tmp_path):
     s = load_spec()
-    assert (s.cores_per_chip, s.mesh, s.neurons_per_core, s.memory_bytes_per_core) == (128, (8, 16), 8192, 196608)
+    assert (s.cores_per_chip, s.mesh, s.neurons_per_core, s.memory_bytes_per_core) == (128, (16, 8), 8192, 196608)
+    # "8x16" read as 8 rows x 16 columns, cores numbered along the 16-core rows (docs/hardware_model.md)
+    assert s.mesh[0] * s.mesh[1] == s.cores_per_chip == 128
+    assert (s.core_xy(0), s.core_xy(15), s.core_xy(16), s.core_xy(127)) == ((0, 0), (15, 0), (0, 1), (15, 7))
+    # the other orientation stays one field away
+    s816 = load_spec({"mesh": [8, 16]})
+    assert (s816.mesh, s816.cores, s816.core_xy(8), s816.core_xy(127)) == ((8, 16), 128, (0, 1), (7, 15))
     assert s.synapse_memory_bytes + s.neuron_memory_bytes + s.axon_memory_bytes == s.memory_bytes_per_core
     doc = s.to_json()
     assert doc["format"] == "s4dc-loihi2-hardware"

@@ -54,7 +54,8 @@ class HardwareSpec:
     chip_grid: tuple[int, int] | None = None  # (columns, rows) of chips; None: near-square
     # -- chip -----------------------------------------------------------------
     cores_per_chip: int = 128            # neurocores per chip (Intel)
-    mesh: tuple[int, int] = (8, 16)      # (x columns, y rows) of the core mesh (*assumed* shape)
+    mesh: tuple[int, int] = (16, 8)      # (x columns, y rows) of the core mesh: "8x16" read as 8 rows x 16
+                                         # columns (*assumed*; docs/hardware_model.md, mesh orientation)
     # -- core -----------------------------------------------------------------
     neurons_per_core: int = 8192         # neurons one core updates (secondary source)
     memory_bytes_per_core: int = 196608  # 192 KB SRAM per core (Intel press)
