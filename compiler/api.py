@@ -32,6 +32,9 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
     """Compile an ONNX S4D model. Options: see `CompileOptions`. Quiet unless
     a `progress` callback is given (the CLI passes one)."""
     say = progress or (lambda msg: None)
+    calib_src = options.get("calibration")
+    if isinstance(calib_src, np.ndarray):  # library calls may pass the array itself
+        options = {**options, "calibration": _array_label(calib_src)}
     opts = CompileOptions.make(**options)
     proto, sha, name = read_model(model if not isinstance(model, os.PathLike) else str(model))
     t0 = time.perf_counter()
@@ -50,7 +53,7 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
     config = read_config(opts.config)  # unreadable config: fail before any work
     calib_x, calib_note = None, None
     if not opts.float_only:
-        calib_x, calib_note = _calibration(opts.calibration, graph)
+        calib_x, calib_note = _calibration(calib_src, graph)
     say(f"running passes: {', '.join(flow)}")
     n_float = len(FLOWS["float"])
     graph, log = run_flow(graph, flow[:n_float], opts, log, after_each=after)
@@ -110,18 +113,27 @@ def _place(graph: Graph, opts: CompileOptions, say: Progress, log: PassLog) -> d
 SYNTHETIC_CALIBRATION = 64
 
 
-def _calibration(path: str | None, graph: Graph) -> tuple[np.ndarray, str]:
-    """Calibration inputs shaped like the model input: from `path` (.npz, key
-    'x'), or standard normal samples when no file is given."""
+def _array_label(x: np.ndarray) -> str:
+    sha = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16]
+    return f"array {x.shape} {x.dtype} (sha256 {sha})"
+
+
+def _calibration(source: "str | np.ndarray | None", graph: Graph) -> tuple[np.ndarray, str]:
+    """Calibration inputs shaped like the model input: from a file (.npz, key
+    'x'), an array, or standard normal samples when none is given."""
     T, F = int(graph.meta.get("time_steps") or 0), graph.input_layer.attrs["features"]
-    if path is None:
+    if source is None:
         x = np.random.default_rng(0).standard_normal((SYNTHETIC_CALIBRATION, T, F))
         return x, f"{SYNTHETIC_CALIBRATION} synthetic standard-normal sequences (no --calibration given)"
-    try:
-        data = np.load(path, allow_pickle=False)
-        x = data["x"]
-    except (OSError, ValueError, KeyError) as e:
-        raise CalibrationError(f"{path}: cannot read calibration array 'x' ({e})") from None
+    path = "calibration array" if isinstance(source, np.ndarray) else source
+    if isinstance(source, np.ndarray):
+        x = source
+    else:
+        try:
+            data = np.load(source, allow_pickle=False)
+            x = data["x"]
+        except (OSError, ValueError, KeyError) as e:
+            raise CalibrationError(f"{source}: cannot read calibration array 'x' ({e})") from None
     if graph.meta.get("input_rank") == 2 and x.ndim == 2:
         x = x[..., None]
     if not np.issubdtype(x.dtype, np.floating):
@@ -131,7 +143,8 @@ def _calibration(path: str | None, graph: Graph) -> tuple[np.ndarray, str]:
     if not np.all(np.isfinite(x)):
         raise CalibrationError(f"{path}: 'x' holds NaN or Inf")
     sha = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16]
-    return x.astype(np.float64), f"{x.shape[0]} sequences from {Path(path).name} (sha256 {sha})"
+    where = "the given array" if isinstance(source, np.ndarray) else Path(source).name
+    return x.astype(np.float64), f"{x.shape[0]} sequences from {where} (sha256 {sha})"
 
 
 class _NumericCheck:

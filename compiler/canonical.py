@@ -12,6 +12,19 @@ constant inputs. Inputs, all float32:
   y_t = 2 Re(sum_n C_n x_t,n) + D u_t
 
 with Abar = exp(dt A), Bbar = (Abar - 1)/A * B (ZOH) or the bilinear rule.
+
+Two more functions carry what quantization-aware training fixed
+(`s4dc.torch.qat`):
+
+* `s4dc.S4DDiscrete` (u, lam_re, lam_im, B_re, B_im, C_re, C_im (H, N), D,
+  bias (H,)): the discrete recurrence x_t = lam x_{t-1} + B u_t,
+  y_t = 2 Re(C x_t) + D u_t + bias. With the attribute `state_exp` the
+  coefficients are already on their chip grids and the state register's
+  exponent is given: the quantizer uses them as they are.
+* `s4dc.Quant` (x, scale, lo, hi): fake quantization
+  clip(floor(x / scale + 1/2), lo, hi) * scale, round half up as the chip's
+  input encoding; a power-of-two scale fixes the tensor's message exponent.
+
 Documented in docs/onnx_forms.md.
 """
 from __future__ import annotations
@@ -22,7 +35,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from s4dc.errors import UnsupportedPatternError
+from s4dc.errors import UnstableSystemError, UnsupportedPatternError
 from s4dc.frontend import Frontend, where
 from s4dc.handlers import _const, handles
 from s4dc.values import Act
@@ -30,6 +43,9 @@ from s4dc.values import Act
 DOMAIN = "s4dc"
 OPS = {"S4D": "zoh", "S4DBilinear": "bilinear"}
 INPUTS = ["u", "dt", "A_re", "A_im", "B_re", "B_im", "C_re", "C_im", "D"]
+DISCRETE_INPUTS = ["u", "lam_re", "lam_im", "B_re", "B_im", "C_re", "C_im", "D", "bias"]
+QUANT_INPUTS = ["x", "scale", "lo", "hi"]
+FUNCTIONS = ("S4D", "S4DBilinear", "S4DDiscrete", "Quant")
 
 
 def _c(name: str, value) -> onnx.NodeProto:
@@ -39,11 +55,7 @@ def _c(name: str, value) -> onnx.NodeProto:
 def s4d_function(op: str, opset: int) -> onnx.FunctionProto:
     """The FunctionProto of `op` ('S4D' or 'S4DBilinear')."""
     n = helper.make_node
-    nodes = [
-        _c("one", np.float32(1)), _c("half", np.float32(0.5)), _c("two", np.float32(2)),
-        _c("ax_last", np.array([-1], np.int64)), _c("ax_0", np.array([0], np.int64)),
-        _c("zero", np.array([0.0], np.float32)), _c("b0", np.array([0], np.int64)),
-        _c("b1", np.array([1], np.int64)),
+    nodes = _common_constants() + [
         n("Unsqueeze", ["dt", "ax_last"], ["dt2"]),
         n("Mul", ["dt2", "A_re"], ["ar"]), n("Mul", ["dt2", "A_im"], ["ai"]),
     ]
@@ -74,11 +86,15 @@ def s4d_function(op: str, opset: int) -> onnx.FunctionProto:
     nodes += [  # Bbar = q * B (complex)
         n("Mul", ["qr", "B_re"], ["u1"]), n("Mul", ["qi", "B_im"], ["u2"]), n("Sub", ["u1", "u2"], ["bbr"]),
         n("Mul", ["qr", "B_im"], ["u3"]), n("Mul", ["qi", "B_re"], ["u4"]), n("Add", ["u3", "u4"], ["bbi"]),
-        # zero initial state (batch, H, N)
-        n("Shape", ["u"], ["ushape"]), n("Slice", ["ushape", "b0", "b1"], ["batch"]),
-        n("Shape", ["A_re"], ["hn"]), n("Concat", ["batch", "hn"], ["sshape"], axis=0),
-        n("Expand", ["zero", "sshape"], ["x0"]),
     ]
+    return helper.make_function(DOMAIN, op, INPUTS, ["y"], nodes + _recurrence("y"),
+                                [helper.make_opsetid("", opset)], [])
+
+
+def _recurrence(y: str) -> list[onnx.NodeProto]:
+    """x_t = (lr + i li) x_{t-1} + (bbr + i bbi) u_t, y_t = 2 Re(C x_t) + D u_t
+    over u (batch, T, H) with a Scan, from a zero state."""
+    n = helper.make_node
     f = TensorProto.FLOAT
     body = helper.make_graph(
         [
@@ -97,10 +113,54 @@ def s4d_function(op: str, opset: int) -> onnx.FunctionProto:
         [helper.make_tensor_value_info("xr_new", f, None), helper.make_tensor_value_info("xi_new", f, None),
          helper.make_tensor_value_info("y_t", f, None)],
     )
-    nodes.append(n("Scan", ["x0", "x0", "u"], ["xr_T", "xi_T", "y"], body=body, num_scan_inputs=1,
-                   scan_input_axes=[1], scan_output_axes=[1]))
-    return helper.make_function(DOMAIN, op, INPUTS, ["y"], nodes,
-                                [helper.make_opsetid("", opset)], [])
+    return [  # zero initial state (batch, H, N), then the scan over time
+        n("Shape", ["u"], ["ushape"]), n("Slice", ["ushape", "b0", "b1"], ["batch"]),
+        n("Shape", ["C_re"], ["hn"]), n("Concat", ["batch", "hn"], ["sshape"], axis=0),
+        n("Expand", ["zero", "sshape"], ["x0"]),
+        n("Scan", ["x0", "x0", "u"], ["xr_T", "xi_T", y], body=body, num_scan_inputs=1,
+          scan_input_axes=[1], scan_output_axes=[1]),
+    ]
+
+
+def _common_constants() -> list[onnx.NodeProto]:
+    return [
+        _c("one", np.float32(1)), _c("half", np.float32(0.5)), _c("two", np.float32(2)),
+        _c("ax_last", np.array([-1], np.int64)), _c("ax_0", np.array([0], np.int64)),
+        _c("zero", np.array([0.0], np.float32)), _c("b0", np.array([0], np.int64)),
+        _c("b1", np.array([1], np.int64)),
+    ]
+
+
+def discrete_function(opset: int) -> onnx.FunctionProto:
+    """s4dc.S4DDiscrete: the recurrence with given lam and B, plus a bias.
+    Attribute `state_exp` (optional): declared, read by s4dc only."""
+    n = helper.make_node
+    nodes = _common_constants() + [
+        n("Identity", ["lam_re"], ["lr"]), n("Identity", ["lam_im"], ["li"]),
+        n("Identity", ["B_re"], ["bbr"]), n("Identity", ["B_im"], ["bbi"]),
+    ] + _recurrence("y0") + [n("Add", ["y0", "bias"], ["y"])]
+    return helper.make_function(DOMAIN, "S4DDiscrete", DISCRETE_INPUTS, ["y"], nodes,
+                                [helper.make_opsetid("", opset)], ["state_exp"])
+
+
+def quant_function(opset: int) -> onnx.FunctionProto:
+    """s4dc.Quant: clip(floor(x / scale + 1/2), lo, hi) * scale."""
+    n = helper.make_node
+    nodes = [_c("half", np.float32(0.5)),
+             n("Div", ["x", "scale"], ["m0"]), n("Add", ["m0", "half"], ["m1"]), n("Floor", ["m1"], ["m2"]),
+             n("Clip", ["m2", "lo", "hi"], ["m3"]), n("Mul", ["m3", "scale"], ["y"])]
+    return helper.make_function(DOMAIN, "Quant", QUANT_INPUTS, ["y"], nodes, [helper.make_opsetid("", opset)], [])
+
+
+def function_proto(op: str, opset: int) -> onnx.FunctionProto:
+    """The model-local FunctionProto of any of s4dc's functions (`FUNCTIONS`)."""
+    if op in OPS:
+        return s4d_function(op, opset)
+    if op == "S4DDiscrete":
+        return discrete_function(opset)
+    if op == "Quant":
+        return quant_function(opset)
+    raise ValueError(f"no s4dc function '{op}'")
 
 
 @handles(*OPS, domain=DOMAIN)
@@ -118,6 +178,58 @@ def lower_s4d(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
                 attrs={"form": "diagonal", "time": "continuous", "discretization": OPS[node.op_type],
                        "folded": True})
     return [Act(t, u.axes, H, u.time)]
+
+
+def _discrete_params(fe: Frontend, node: onnx.NodeProto, ins: list) -> tuple[Act, dict[str, np.ndarray]]:
+    u = ins[0]
+    if not isinstance(u, Act) or u.pad or u.with_f() != ("B", "T", "F"):
+        raise UnsupportedPatternError(f"{where(node)}: input u must be a (batch, time, features) activation")
+    p = {k: _const(fe, node, v, k).astype(np.float64) for k, v in zip(DISCRETE_INPUTS[1:], ins[1:])}
+    H = u.features
+    hn = p["lam_re"].shape
+    if len(hn) != 2 or hn[0] != H or any(p[k].shape != hn for k in DISCRETE_INPUTS[2:7]) \
+            or p["D"].shape != (H,) or p["bias"].shape != (H,):
+        raise UnsupportedPatternError(f"{where(node)}: parameter shapes do not match H={H} channels "
+                                      "(lam, B, C: (H, N); D, bias: (H,))")
+    return u, p
+
+
+@handles("S4DDiscrete", domain=DOMAIN)
+def lower_s4d_discrete(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
+    u, p = _discrete_params(fe, node, ins)
+    lam = p["lam_re"] + 1j * p["lam_im"]
+    if np.any(np.abs(lam) >= 1):
+        h = int(np.argwhere(np.abs(lam) >= 1)[0][0])
+        raise UnstableSystemError(f"{where(node)}: channel {h} has an eigenvalue with |lambda| = "
+                                  f"{np.abs(lam[h]).max():.6g} >= 1; the state matrix must be stable")
+    attrs = {"form": "diagonal", "time": "discrete", "folded": True}
+    state_exp = next((a.i for a in node.attribute if a.name == "state_exp"), None)
+    if state_exp is not None:  # coefficients on their chip grids (quantization-aware training)
+        attrs["qat"] = {"state_exp": int(state_exp)}
+    t = fe.emit(node, "ssm", [u.tensor], u.features, True,
+                params={"A": lam, "B": p["B_re"] + 1j * p["B_im"], "C": p["C_re"] + 1j * p["C_im"],
+                        "D": p["D"], "bias": p["bias"]}, attrs=attrs)
+    return [Act(t, u.axes, u.features, u.time)]
+
+
+@handles("Quant", domain=DOMAIN)
+def lower_quant(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
+    """Fake quantization: the float path passes it through; a power-of-two
+    scale with a signed range [-2^(b-1), 2^(b-1) - 1] fixes the tensor's
+    message exponent for the quantizer."""
+    act = ins[0]
+    if not isinstance(act, Act):
+        raise UnsupportedPatternError(f"{where(node)}: quantizes a constant; only activations carry a grid here")
+    scale, lo, hi = (float(_const(fe, node, v, k).reshape(-1)[0]) for v, k in zip(ins[1:], QUANT_INPUTS[1:]))
+    e = np.log2(scale) if scale > 0 else np.nan
+    bits = int(round(np.log2(hi + 1))) + 1 if hi > 0 else 0
+    if not np.isfinite(e) or e != int(e):
+        raise UnsupportedPatternError(f"{where(node)}: scale {scale:g} is not a power of two")
+    if bits < 2 or lo != -(2.0 ** (bits - 1)) or hi != 2.0 ** (bits - 1) - 1:
+        raise UnsupportedPatternError(f"{where(node)}: range [{lo:g}, {hi:g}] is not a signed integer range")
+    from s4dc.ir.tensor import FixedPoint
+    fe.graph.tensors[act.tensor].fmt = FixedPoint(bits, int(e))
+    return [act]
 
 
 # --- writer ---------------------------------------------------------------------
@@ -206,7 +318,7 @@ class CanonicalModel:
         graph = helper.make_graph(nodes, "s4dc_canonical", [x], [y], self._inits)
         model = helper.make_model(
             graph, opset_imports=[helper.make_opsetid("", self.opset), helper.make_opsetid(DOMAIN, 1)],
-            functions=[s4d_function(op, self.opset) for op in sorted(self._ops)])
+            functions=[function_proto(op, self.opset) for op in sorted(self._ops)])
         model.ir_version = 8
         onnx.checker.check_model(model)
         return model

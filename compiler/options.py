@@ -16,6 +16,7 @@ class OptionError(S4dcError):
 class CompileOptions:
     float_only: bool = False     # skip quantization: a float network
     calibration: str | None = None  # .npz with key 'x' shaped like the model input
+                                    # (s4dc.compile also takes the array itself)
     config: str | None = None    # precision config (JSON or YAML), hls4ml style
     seq_len: int | None = None   # time length for models whose time axis is dynamic
     fit_tol: float = 1e-5        # kernel fit: max relative L2 error per channel

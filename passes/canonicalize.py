@@ -2,7 +2,8 @@
 
 - drop identity affines (what Transpose-free BatchNorm/Mul chains can leave);
 - fuse affine -> affine when the middle tensor has one reader and the fused
-  weight is no larger than the two it replaces (no bottleneck is expanded);
+  weight is no larger than the two it replaces (no bottleneck is expanded),
+  and no trained grid (QDQ, s4dc.Quant) rounds the middle tensor;
 - fold the S4D skip term: add(ssm(u), diag(d) u + b) -> ssm with D += d,
   bias += b (also add(ssm(u), u) -> D += 1); the same for conv layers;
 - remove layers nothing reads.
@@ -39,6 +40,8 @@ def _fuse_affines(g: Graph) -> int:
         first = g.producer(second.inputs[0])
         if first is None or first.op != "affine" or len(g.consumers(first.output)) != 1:
             continue
+        if g.tensors[first.output].fmt is not None:
+            continue  # a trained grid between them: the rounding there is part of the network
         w1, w2 = first.params["weight"], second.params["weight"]
         if w2.shape[0] * w1.shape[1] > w1.size + w2.size:
             continue
@@ -59,6 +62,8 @@ def _fold_skip(g: Graph) -> int:
             other = add.inputs[1 - i]
             if sys_l is None or sys_l.op not in ("ssm", "conv") or len(g.consumers(sys_l.output)) != 1:
                 continue
+            if g.tensors[sys_l.output].fmt is not None:
+                continue  # a trained grid on the ssm output: the add happens after its rounding
             u = sys_l.inputs[0]
             skip = g.producer(other)
             if other == u:

@@ -164,17 +164,23 @@ def _ssm(l: Layer, e_u: int, peaks: dict[str, float], state_peak: np.ndarray, bw
          margin: float, relu: bool, preset: int | None = None) -> int:
     p = l.params
     A, B, C, D = p["A"], p["B"].copy(), p["C"] * 2.0, p["D"]  # C carries the folding gain
-    # Balance: every live state peaks at 1.
-    live = state_peak > 0
-    gscale = np.where(live, 1.0 / np.where(live, state_peak, 1.0), 1.0)
-    B, C = B * gscale, C / gscale
-    e_x = _exp_for(1.0, bw.state, margin)
+    qat = l.attrs.get("qat")
+    if qat is not None:  # trained on the chip's grids: take them as they are
+        live = np.ones(A.shape, bool)
+        e_x = int(qat["state_exp"])
+        a_re, a_im = _on_grid_modes(l, A, bw.a)
+    else:
+        # Balance: every live state peaks at 1.
+        live = state_peak > 0
+        gscale = np.where(live, 1.0 / np.where(live, state_peak, 1.0), 1.0)
+        B, C = B * gscale, C / gscale
+        e_x = _exp_for(1.0, bw.state, margin)
+        a_re, a_im = quantize_modes(A, bw.a)
     # Output scale: the layer output and every per-state message must fit.
     per_state = float((np.maximum(np.abs(C.real), np.abs(C.imag)) * 2).max(initial=0.0))
     e_y = max(_exp_for(peaks[l.output], bw.message, margin), _exp_for(per_state, bw.message, 1.0))
     if preset is not None:
         e_y = preset
-    a_re, a_im = quantize_modes(A, bw.a)
 
     def coef(z: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         peak = np.maximum(np.abs(z.real), np.abs(z.imag))
@@ -202,6 +208,20 @@ def _ssm(l: Layer, e_u: int, peaks: dict[str, float], state_peak: np.ndarray, bw
     l.attrs = {"a_frac": bw.a - 1, "d_shift": e_y - e_d - e_u, "bias_exp": be, "state_exp": e_x,
                "d_exp": e_d, "relu": relu, "bits": bw.to_json()}
     return e_y
+
+
+def _on_grid_modes(l: Layer, lam: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """A layer trained on the chip's grid: its eigenvalues are exact multiples
+    of 2^-(bits-1) inside the unit circle, used as they are."""
+    s = 2.0 ** (bits - 1)
+    re, im = lam.real * s, lam.imag * s
+    if np.any(re != np.round(re)) or np.any(im != np.round(im)):
+        raise S4dcError(f"{l.where()}: declares its coefficients on the chip's grid (state_exp), but its "
+                        f"eigenvalues are not multiples of 2^-{bits - 1} ({bits}-bit A)")
+    q = (np.round(re) + 1j * np.round(im)) / s
+    if np.any(np.abs(q) >= 1) or np.abs(re).max(initial=0) > qmax(bits) or np.abs(im).max(initial=0) > qmax(bits):
+        raise S4dcError(f"{l.where()}: an eigenvalue on the {bits}-bit grid is not strictly inside the unit circle")
+    return np.round(re).astype(np.int64), np.round(im).astype(np.int64)
 
 
 def _qz(v: np.ndarray, e: np.ndarray, bits: int) -> np.ndarray:

@@ -112,7 +112,7 @@ class FixedSimulator:
         for l in self.graph.layers:
             if not self.graph.tensors[l.output].sequence:
                 vals[l.output] = self._host(l, vals)
-        return [self._decode_output(l, vals[l.output]) for l in self.graph.output_layers]
+        return [self.decode_output(l, vals[l.output]) for l in self.graph.output_layers]
 
     def _run_parallel(self, x: np.ndarray, workers: int):
         import multiprocessing as mp
@@ -285,7 +285,8 @@ class FixedSimulator:
             return (seq[:, -1, :] if l.attrs["mode"] == "last" else seq.mean(axis=1)) * scale
         return pointwise(l, [vals[i] for i in l.inputs])
 
-    def _decode_output(self, l: Layer, v: np.ndarray) -> np.ndarray:
+    def decode_output(self, l: Layer, v: np.ndarray) -> np.ndarray:
+        """Output layer `l`'s values as the model returns them (float32, its layout)."""
         t = self.graph.tensors[l.output]
         if t.sequence:
             v = v * 2.0 ** self.exp_of(l.inputs[0])
@@ -318,7 +319,7 @@ class FixedSimulator:
                 vals[l.output] = r * 2.0 ** self.exp_of(l.inputs[0])
             else:
                 vals[l.output] = pointwise(l, [vals[i] for i in l.inputs])
-        outs = [self._decode_output(l, vals[l.output]) for l in self.graph.output_layers]
+        outs = [self.decode_output(l, vals[l.output]) for l in self.graph.output_layers]
         return outs[0] if len(outs) == 1 else outs
 
 

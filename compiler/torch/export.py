@@ -35,7 +35,7 @@ import onnx
 import torch
 import torch.nn as nn
 
-from s4dc.canonical import DOMAIN, s4d_function
+from s4dc.canonical import DOMAIN, function_proto
 from s4dc.errors import ExportError
 
 KERNEL_PARAMS = ("log_dt", "log_A_real", "A_imag", "C")
@@ -285,7 +285,7 @@ def _torch_export(m: nn.Module, x: torch.Tensor, opset: int) -> onnx.ModelProto:
     for i, n in enumerate(n for n in proto.graph.node if n.domain == DOMAIN):
         n.name = n.name or f"s4d_{i}"
     del proto.functions[:]
-    proto.functions.extend(s4d_function(op, opset) for op in used)
+    proto.functions.extend(function_proto(op, opset) for op in used)
     onnx.checker.check_model(proto)
     return proto
 

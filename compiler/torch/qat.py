@@ -1,0 +1,348 @@
+"""Quantization-aware fine-tuning against the chip's own integers.
+
+    net = s4dc.compile("model.onnx", config={"default": {"weight": 4}})  # PTQ
+    qat = QATNetwork(net)            # torch module, starts at net's integers
+    ... train qat like any nn.Module (its output is net's output, exactly) ...
+    qat.export("tuned.onnx")         # compiles back to qat's integers
+
+A `QATNetwork` mirrors a compiled (quantized) s4dc network layer by layer.
+Its trainable parameters are floats (float64): affine weights and biases,
+and per S4D layer the eigenvalues lambda, B, C, D and bias. The exponents
+the compile chose (message, state, per-state B and C, weight, bias) are
+frozen; each forward pass rounds the parameters to integers with the
+quantizer's own rules (round half up and clip to the layer's bits, lambda
+by `quantize_modes`) and
+
+* computes the output by running s4dc's bit-exact simulator on those
+  integers, so the value is exactly what the chip computes (rounding,
+  floor shifts and saturation of every message and state included);
+* differentiates a float surrogate at the same operating point: each layer's
+  float function (FFT convolution for S4D) of its exact input with the
+  rounded parameters, gradients passed straight through every rounding
+  (straight-through estimator).
+
+`export` writes the current integers as ONNX with their grids: weights on
+their power-of-two grids, S4D layers as `s4dc.S4DDiscrete` with
+`state_exp`, and every message exponent as an `s4dc.Quant` node
+(docs/qat.md). `s4dc.compile` takes those grids as they are, so the
+compiled network computes the same integers as the fine-tuned module.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+import torch.nn as nn
+from onnx import TensorProto, helper, numpy_helper
+
+from s4dc.canonical import DOMAIN, function_proto
+from s4dc.errors import ExportError
+from s4dc.ir.graph import Graph
+from s4dc.ir.layer import Layer
+from s4dc.passes.quantize import quantize_modes
+from s4dc.targets.fixed_sim import FixedSimulator
+from s4dc.targets.loihi2.numerics import BIAS_BITS, MESSAGE_BITS, qmax
+
+
+def round_clip(v: np.ndarray, e: "int | np.ndarray", bits: int, symmetric: bool = False) -> np.ndarray:
+    """The quantizer's rounding: clip(floor(v 2^-e + 1/2)) to `bits` signed
+    bits. `symmetric` stops at -qmax: the quantizer derives B's, C's and the
+    bias's exponents from their peaks, so it never reaches -qmax-1 there,
+    and a value on that rail would make it pick a coarser grid."""
+    m = qmax(bits)
+    lo = -m if symmetric else -m - 1
+    return np.clip(np.floor(v * np.exp2(-np.asarray(e, np.float64)) + 0.5), lo, m).astype(np.int64)
+
+
+class _Exact(torch.autograd.Function):
+    """Value of `exact`, gradient of `surrogate` (straight through)."""
+
+    @staticmethod
+    def forward(ctx, surrogate, exact):  # noqa: D401
+        return exact.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None
+
+
+def _ste(w: torch.Tensor, q: np.ndarray) -> torch.Tensor:
+    """w rounded to q (numpy, real units) with w's gradient."""
+    return w + (torch.from_numpy(q).to(w.dtype) - w).detach()
+
+
+def _causal_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """u (B, T, H), k (H, T) -> (B, T, H), float64 FFT."""
+    T = u.shape[1]
+    n = 1 << (2 * T - 1).bit_length()
+    y = torch.fft.irfft(torch.fft.rfft(u, n=n, dim=1) * torch.fft.rfft(k.T, n=n, dim=0)[None], n=n, dim=1)
+    return y[:, :T]
+
+
+class QATNetwork(nn.Module):
+    """A compiled network as a trainable torch module (see module doc)."""
+
+    def __init__(self, net) -> None:
+        super().__init__()
+        g: Graph = net.graph
+        if not any(l.op in ("qaffine", "qssm") for l in g.layers):
+            raise ExportError("QATNetwork needs a quantized network (compile without float_only)")
+        self.graph = g.copy()
+        self._fixed: dict[str, dict] = {}
+        self.weights = nn.ParameterDict()
+        for l in self.graph.layers:
+            key = _key(l.name)
+            exp = self._exp
+            if l.op == "qaffine":
+                a, p = l.attrs, l.params
+                e_out = exp(l.output)
+                self._fixed[l.name] = {"e_w": a["weight_exp"], "e_b": a["bias_exp"] + e_out,
+                                       "bits": a["bits"]["weight"]}
+                self.weights[key + "__weight"] = _param(p["weight"] * 2.0 ** a["weight_exp"])
+                self.weights[key + "__bias"] = _param(p["bias_mant"] * 2.0 ** (a["bias_exp"] + e_out))
+            elif l.op == "qssm":
+                a, p = l.attrs, l.params
+                e_u, e_y, e_x = exp(l.inputs[0]), exp(l.output), a["state_exp"]
+                e_b = e_x - p["b_shift"] - e_u          # per state, real units of B
+                e_c = e_y - p["c_shift"] - e_x          # per state, real units of 2C
+                e_d = e_y - a["d_shift"] - e_u
+                bits = a["bits"]
+                self._fixed[l.name] = {"e_b": e_b, "e_c": e_c, "e_d": e_d, "e_bias": a["bias_exp"] + e_y,
+                                       "a_bits": a["a_frac"] + 1, "b_bits": bits["b"], "c_bits": bits["c"],
+                                       "w_bits": bits["weight"], "e_x": e_x,
+                                       "live": (p["b_re"] != 0) | (p["b_im"] != 0) | (p["c_re"] != 0) | (p["c_im"] != 0)}
+                s = 2.0 ** -a["a_frac"]
+                self.weights[key + "__lam_re"] = _param(p["a_re"] * s)
+                self.weights[key + "__lam_im"] = _param(p["a_im"] * s)
+                self.weights[key + "__B_re"] = _param(p["b_re"] * np.exp2(e_b.astype(float)))
+                self.weights[key + "__B_im"] = _param(p["b_im"] * np.exp2(e_b.astype(float)))
+                self.weights[key + "__C_re"] = _param(p["c_re"] * np.exp2(e_c.astype(float)))
+                self.weights[key + "__C_im"] = _param(p["c_im"] * np.exp2(e_c.astype(float)))
+                self.weights[key + "__D"] = _param(p["d"] * 2.0 ** e_d)
+                self.weights[key + "__bias"] = _param(p["bias_mant"] * 2.0 ** (a["bias_exp"] + e_y))
+            elif l.op not in ("input", "output", "relu", "qadd", "readout"):
+                raise ExportError(f"{l.where()}: QATNetwork cannot train this layer (only quantized chip "
+                                  "layers, ReLU and readouts)")
+
+    def _exp(self, tensor: str) -> int:
+        return self.graph.tensors[tensor].fmt.exp
+
+    def _w(self, layer: str, name: str) -> nn.Parameter:
+        return self.weights[_key(layer) + "__" + name]
+
+    # -- the integers ----------------------------------------------------------------
+    def integers(self, layer: str) -> dict[str, np.ndarray]:
+        """The quantized parameters of `layer` from the current floats."""
+        l, f = self.graph.layer(layer), self._fixed[layer]
+        w = {k: self._w(layer, k).detach().cpu().numpy() for k in _NAMES[l.op]}
+        if l.op == "qaffine":
+            return {"weight": round_clip(w["weight"], f["e_w"], f["bits"]),
+                    "bias_mant": round_clip(w["bias"], f["e_b"], BIAS_BITS, True)}
+        a_re, a_im = quantize_modes(w["lam_re"] + 1j * w["lam_im"], f["a_bits"])
+        sym = lambda k, e, bits: round_clip(w[k], f[e], f[bits], True)  # noqa: E731
+        out = {"a_re": a_re, "a_im": a_im,
+               "b_re": sym("B_re", "e_b", "b_bits"), "b_im": sym("B_im", "e_b", "b_bits"),
+               "c_re": sym("C_re", "e_c", "c_bits"), "c_im": sym("C_im", "e_c", "c_bits"),
+               "d": round_clip(w["D"], f["e_d"], f["w_bits"]), "bias_mant": round_clip(w["bias"], f["e_bias"], BIAS_BITS, True)}
+        for k in ("b_re", "b_im", "c_re", "c_im"):  # states the compile found silent stay silent
+            out[k][~f["live"]] = 0
+        return out
+
+    def quantized_graph(self) -> Graph:
+        """The compiled graph with the current integers."""
+        g = self.graph.copy()
+        for l in g.layers:
+            if l.op in ("qaffine", "qssm"):
+                l.params.update(self.integers(l.name))
+        return g
+
+    def _dequantized(self, l: Layer, ints: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """Parameters in real units on their grids, with the floats' gradients."""
+        f = self._fixed[l.name]
+        w = lambda k: self._w(l.name, k)  # noqa: E731
+        if l.op == "qaffine":
+            return {"weight": _ste(w("weight"), ints["weight"] * 2.0 ** f["e_w"]),
+                    "bias": _ste(w("bias"), ints["bias_mant"] * 2.0 ** f["e_b"])}
+        s = 2.0 ** -(f["a_bits"] - 1)
+        eb, ec = np.exp2(f["e_b"].astype(float)), np.exp2(f["e_c"].astype(float))
+        return {"lam_re": _ste(w("lam_re"), ints["a_re"] * s), "lam_im": _ste(w("lam_im"), ints["a_im"] * s),
+                "B_re": _ste(w("B_re"), ints["b_re"] * eb), "B_im": _ste(w("B_im"), ints["b_im"] * eb),
+                "C_re": _ste(w("C_re"), ints["c_re"] * ec), "C_im": _ste(w("C_im"), ints["c_im"] * ec),
+                "D": _ste(w("D"), ints["d"] * 2.0 ** f["e_d"]),
+                "bias": _ste(w("bias"), ints["bias_mant"] * 2.0 ** f["e_bias"])}
+
+    # -- forward ---------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """Exactly the compiled network's output on x (batch, time, features)."""
+        q = self.quantized_graph()
+        sim = FixedSimulator(q)
+        xn = x.detach().cpu().numpy().astype(np.float32)
+        if xn.ndim == 2 and q.meta.get("input_rank") == 2:
+            xn = xn[:, :, None]
+        tr = sim.trace(xn)
+        vals: dict[str, torch.Tensor] = {}
+        outs = []
+        for l in q.layers:
+            t = q.tensors[l.output]
+            ins = [vals[i] for i in l.inputs]
+            exact_np = tr[l.name].astype(np.float64)
+            if t.sequence and t.fmt is not None and l.op != "output":
+                exact_np = exact_np * 2.0 ** t.fmt.exp  # messages to real units
+            if l.op == "input":
+                vals[l.output] = torch.from_numpy(exact_np)
+                continue
+            if l.op == "output":
+                src = q.producer(l.inputs[0])
+                want = sim.decode_output(l, tr[src.name])
+                outs.append(_Exact.apply(ins[0].to(torch.float32), torch.from_numpy(np.ascontiguousarray(want))))
+                continue
+            vals[l.output] = _Exact.apply(self._surrogate(l, ins), torch.from_numpy(exact_np))
+        return outs[0] if len(outs) == 1 else outs
+
+    def _surrogate(self, l: Layer, ins: list[torch.Tensor]) -> torch.Tensor:
+        if l.op == "qaffine":
+            p = self._dequantized(l, self.integers(l.name))
+            y = ins[0] @ p["weight"].T + p["bias"]
+        elif l.op == "qssm":
+            p = self._dequantized(l, self.integers(l.name))
+            lam = torch.complex(p["lam_re"], p["lam_im"])
+            # silent padding modes have lambda = 0: lambda^l by exp(l log lambda) needs lambda != 0
+            lam = torch.where(lam.abs() > 0, lam, torch.full_like(lam, 1e-300))
+            cb = torch.complex(p["C_re"], p["C_im"]) * torch.complex(p["B_re"], p["B_im"])
+            T = ins[0].shape[1]
+            ell = torch.arange(T, dtype=torch.float64)
+            k = (cb[..., None] * torch.exp(torch.log(lam)[..., None] * ell)).real.sum(dim=1)  # (H, T)
+            y = _causal_conv(ins[0], k) + ins[0] * p["D"] + p["bias"]
+        elif l.op == "qadd":
+            y = ins[0] + ins[1]
+        elif l.op == "relu":
+            y = torch.relu(ins[0])
+        elif l.op == "readout":
+            y = ins[0][:, -1, :] if l.attrs["mode"] == "last" else ins[0].mean(dim=1)
+        else:  # pragma: no cover - rejected in __init__
+            raise AssertionError(l.op)
+        return torch.relu(y) if l.attrs.get("relu") else y
+
+    # -- export ------------------------------------------------------------------------
+    def export(self, path: "str | os.PathLike | None" = None, opset: int = 18) -> onnx.ModelProto:
+        """ONNX of the current integers with their grids (see module doc)."""
+        from s4dc.torch.export import _write_atomic
+
+        proto = _QATWriter(self, opset).write()
+        if path is not None:
+            _write_atomic(proto, Path(path))
+        return proto
+
+
+_NAMES = {"qaffine": ("weight", "bias"),
+          "qssm": ("lam_re", "lam_im", "B_re", "B_im", "C_re", "C_im", "D", "bias")}
+
+
+def _key(layer: str) -> str:
+    return layer.replace(".", "_")
+
+
+def _param(v: np.ndarray) -> nn.Parameter:
+    return nn.Parameter(torch.from_numpy(np.asarray(v, np.float64).copy()))
+
+
+class _QATWriter:
+    """The ONNX graph of a QATNetwork's current integers."""
+
+    def __init__(self, qat: QATNetwork, opset: int) -> None:
+        self.qat, self.opset = qat, opset
+        self.g = qat.quantized_graph()
+        self.nodes: list = []
+        self.inits: list = []
+        self.names: dict[str, str] = {}
+        self.ops: set[str] = set()
+
+    def _const(self, name: str, v) -> str:
+        arr = np.asarray(v, np.float32)
+        if not np.array_equal(arr.astype(np.float64), np.asarray(v, np.float64)):
+            raise ExportError(f"value '{name}' is not exact in float32")  # grids are; guard anyway
+        self.inits.append(numpy_helper.from_array(arr, name))
+        return name
+
+    def _node(self, op: str, ins: list[str], out: str, domain: str = "", **attrs) -> str:
+        self.nodes.append(helper.make_node(op, ins, [out], name=out, domain=domain, **attrs))
+        if domain == DOMAIN:
+            self.ops.add(op)
+        return out
+
+    def _quant(self, src: str, tensor: str) -> str:
+        fmt = self.g.tensors[tensor].fmt
+        m = float(qmax(fmt.bits))
+        c = [self._const(f"{tensor}_q_{k}", v) for k, v in (("scale", 2.0 ** fmt.exp), ("lo", -m - 1), ("hi", m))]
+        return self._node("Quant", [src] + c, f"{tensor}_q", DOMAIN)
+
+    def write(self) -> onnx.ModelProto:
+        g = self.g
+        outputs = []
+        for l in g.layers:
+            n, ins = _key(l.name), [self.names.get(i) for i in l.inputs]
+            if l.op == "input":
+                out = self._quant("x", l.output)
+            elif l.op == "qaffine":
+                a, p = l.attrs, l.params
+                w = self._const(n + "_W", (p["weight"] * 2.0 ** a["weight_exp"]).T)
+                b = self._const(n + "_b", p["bias_mant"] * 2.0 ** (a["bias_exp"] + self.qat._exp(l.output)))
+                out = self._node("Add", [self._node("MatMul", [ins[0], w], n + "_mm"), b], n)
+                out = self._quant(self._node("Relu", [out], n + "_relu") if a["relu"] else out, l.output)
+            elif l.op == "qssm":
+                out = self._quant(self._ssm(l, n, ins[0]), l.output)
+            elif l.op == "qadd":
+                out = self._quant(self._node("Add", ins, n), l.output)
+            elif l.op == "relu":
+                out = self._node("Relu", ins, n)
+            elif l.op == "readout":
+                if l.attrs["mode"] == "mean":
+                    out = self._node("ReduceMean", [ins[0], self._axes(n)], n, keepdims=0)
+                else:
+                    idx = n + "_idx"
+                    self.inits.append(numpy_helper.from_array(np.array(-1, np.int64), idx))
+                    out = self._node("Gather", [ins[0], idx], n, axis=1)
+            elif l.op == "output":
+                seq = g.tensors[l.output].sequence
+                if list(l.attrs["layout"]) != (["B", "T", "F"] if seq else ["B", "F"]):
+                    raise ExportError(f"{l.where()}: QAT export writes (batch, [time,] features) outputs only")
+                name = "y" if len(g.output_layers) == 1 else f"y{len(outputs)}"
+                self._node("Identity", ins, name)
+                outputs.append((name, g.tensors[l.output]))
+                continue
+            else:
+                raise ExportError(f"{l.where()}: QAT export cannot write op '{l.op}'")
+            self.names[l.output] = out
+        f = TensorProto.FLOAT
+        inp = g.input_layer
+        T = g.meta.get("time_steps")
+        x = helper.make_tensor_value_info("x", f, ["batch", T or "time", inp.attrs["features"]])
+        ys = [helper.make_tensor_value_info(nm, f, ["batch", T or "time", t.features] if t.sequence
+                                            else ["batch", t.features]) for nm, t in outputs]
+        graph = helper.make_graph(self.nodes, "s4dc_qat", [x], ys, self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset),
+                                                        helper.make_opsetid(DOMAIN, 1)],
+                                  functions=[function_proto(op, self.opset) for op in sorted(self.ops)])
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        return model
+
+    def _axes(self, n: str) -> str:
+        self.inits.append(numpy_helper.from_array(np.array([1], np.int64), n + "_axes"))
+        return n + "_axes"
+
+    def _ssm(self, l: Layer, n: str, u: str) -> str:
+        a, p = l.attrs, l.params
+        e_u, e_y, e_x = self.qat._exp(l.inputs[0]), self.qat._exp(l.output), a["state_exp"]
+        e_b = np.exp2((e_x - p["b_shift"] - e_u).astype(float))
+        e_c = np.exp2((e_y - p["c_shift"] - e_x).astype(float)) / 2  # the function doubles C
+        s = 2.0 ** -a["a_frac"]
+        vals = {"lam_re": p["a_re"] * s, "lam_im": p["a_im"] * s, "B_re": p["b_re"] * e_b, "B_im": p["b_im"] * e_b,
+                "C_re": p["c_re"] * e_c, "C_im": p["c_im"] * e_c, "D": p["d"] * 2.0 ** (e_y - a["d_shift"] - e_u),
+                "bias": p["bias_mant"] * 2.0 ** (a["bias_exp"] + e_y)}
+        ins = [u] + [self._const(f"{n}_{k}", v) for k, v in vals.items()]
+        out = self._node("S4DDiscrete", ins, n, DOMAIN, state_exp=int(e_x))
+        return self._node("Relu", [out], n + "_relu") if a["relu"] else out
