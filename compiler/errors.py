@@ -68,3 +68,7 @@ class ConfigError(S4dcError):
 
 class ExportError(S4dcError):
     """A PyTorch model s4dc.torch cannot export exactly (names the module)."""
+
+
+class GridError(S4dcError):
+    """Values a model declares on the chip's grid (quantization-aware training) that are not on it."""

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from s4dc.errors import S4dcError
+from s4dc.errors import GridError, S4dcError
 from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
 from s4dc.ir.tensor import FixedPoint
@@ -216,11 +216,11 @@ def _on_grid_modes(l: Layer, lam: np.ndarray, bits: int) -> tuple[np.ndarray, np
     s = 2.0 ** (bits - 1)
     re, im = lam.real * s, lam.imag * s
     if np.any(re != np.round(re)) or np.any(im != np.round(im)):
-        raise S4dcError(f"{l.where()}: declares its coefficients on the chip's grid (state_exp), but its "
+        raise GridError(f"{l.where()}: declares its coefficients on the chip's grid (state_exp), but its "
                         f"eigenvalues are not multiples of 2^-{bits - 1} ({bits}-bit A)")
     q = (np.round(re) + 1j * np.round(im)) / s
     if np.any(np.abs(q) >= 1) or np.abs(re).max(initial=0) > qmax(bits) or np.abs(im).max(initial=0) > qmax(bits):
-        raise S4dcError(f"{l.where()}: an eigenvalue on the {bits}-bit grid is not strictly inside the unit circle")
+        raise GridError(f"{l.where()}: an eigenvalue on the {bits}-bit grid is not strictly inside the unit circle")
     return np.round(re).astype(np.int64), np.round(im).astype(np.int64)
 
 

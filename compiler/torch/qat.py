@@ -6,12 +6,14 @@
     qat.export("tuned.onnx")         # compiles back to qat's integers
 
 A `QATNetwork` mirrors a compiled (quantized) s4dc network layer by layer.
-Its trainable parameters are floats (float64): affine weights and biases,
-and per S4D layer the eigenvalues lambda, B, C, D and bias. The exponents
-the compile chose (message, state, per-state B and C, weight, bias) are
-frozen; each forward pass rounds the parameters to integers with the
-quantizer's own rules (round half up and clip to the layer's bits, lambda
-by `quantize_modes`) and
+Its trainable parameters are affine weights and biases, and per S4D layer
+the eigenvalues lambda, B, C, D and bias, as float64 in units of their grid
+step (LSBs; they start at the compiled integers), so one learning rate means
+the same on a 4-bit weight grid and a 16-bit coefficient grid. The
+exponents the compile chose (message, state, per-state B and C, weight,
+bias) are frozen; each forward pass rounds the parameters to integers with
+the quantizer's own rules (round half up and clip to the layer's bits,
+lambda by `quantize_modes`) and
 
 * computes the output by running s4dc's bit-exact simulator on those
   integers, so the value is exactly what the chip computes (rounding,
@@ -70,7 +72,7 @@ class _Exact(torch.autograd.Function):
 
 
 def _ste(w: torch.Tensor, q: np.ndarray) -> torch.Tensor:
-    """w rounded to q (numpy, real units) with w's gradient."""
+    """w rounded to q (numpy) with w's gradient."""
     return w + (torch.from_numpy(q).to(w.dtype) - w).detach()
 
 
@@ -91,64 +93,63 @@ class QATNetwork(nn.Module):
         if not any(l.op in ("qaffine", "qssm") for l in g.layers):
             raise ExportError("QATNetwork needs a quantized network (compile without float_only)")
         self.graph = g.copy()
-        self._fixed: dict[str, dict] = {}
+        self._live: dict[str, np.ndarray] = {}
         self.weights = nn.ParameterDict()
+        self._grid: dict[str, tuple[np.ndarray, int, bool]] = {}
         for l in self.graph.layers:
-            key = _key(l.name)
-            exp = self._exp
+            exp, p, a = self._exp, l.params, l.attrs
             if l.op == "qaffine":
-                a, p = l.attrs, l.params
                 e_out = exp(l.output)
-                self._fixed[l.name] = {"e_w": a["weight_exp"], "e_b": a["bias_exp"] + e_out,
-                                       "bits": a["bits"]["weight"]}
-                self.weights[key + "__weight"] = _param(p["weight"] * 2.0 ** a["weight_exp"])
-                self.weights[key + "__bias"] = _param(p["bias_mant"] * 2.0 ** (a["bias_exp"] + e_out))
+                self._add(l, "weight", p["weight"], 2.0 ** a["weight_exp"], a["bits"]["weight"], False)
+                self._add(l, "bias", p["bias_mant"], 2.0 ** (a["bias_exp"] + e_out), BIAS_BITS, True)
             elif l.op == "qssm":
-                a, p = l.attrs, l.params
                 e_u, e_y, e_x = exp(l.inputs[0]), exp(l.output), a["state_exp"]
-                e_b = e_x - p["b_shift"] - e_u          # per state, real units of B
-                e_c = e_y - p["c_shift"] - e_x          # per state, real units of 2C
-                e_d = e_y - a["d_shift"] - e_u
-                bits = a["bits"]
-                self._fixed[l.name] = {"e_b": e_b, "e_c": e_c, "e_d": e_d, "e_bias": a["bias_exp"] + e_y,
-                                       "a_bits": a["a_frac"] + 1, "b_bits": bits["b"], "c_bits": bits["c"],
-                                       "w_bits": bits["weight"], "e_x": e_x,
-                                       "live": (p["b_re"] != 0) | (p["b_im"] != 0) | (p["c_re"] != 0) | (p["c_im"] != 0)}
-                s = 2.0 ** -a["a_frac"]
-                self.weights[key + "__lam_re"] = _param(p["a_re"] * s)
-                self.weights[key + "__lam_im"] = _param(p["a_im"] * s)
-                self.weights[key + "__B_re"] = _param(p["b_re"] * np.exp2(e_b.astype(float)))
-                self.weights[key + "__B_im"] = _param(p["b_im"] * np.exp2(e_b.astype(float)))
-                self.weights[key + "__C_re"] = _param(p["c_re"] * np.exp2(e_c.astype(float)))
-                self.weights[key + "__C_im"] = _param(p["c_im"] * np.exp2(e_c.astype(float)))
-                self.weights[key + "__D"] = _param(p["d"] * 2.0 ** e_d)
-                self.weights[key + "__bias"] = _param(p["bias_mant"] * 2.0 ** (a["bias_exp"] + e_y))
+                e_b = np.exp2((e_x - p["b_shift"] - e_u).astype(float))  # per state, real units of B
+                e_c = np.exp2((e_y - p["c_shift"] - e_x).astype(float))  # per state, real units of 2C
+                bits, s = a["bits"], 2.0 ** -a["a_frac"]
+                self._live[l.name] = (p["b_re"] != 0) | (p["b_im"] != 0) | (p["c_re"] != 0) | (p["c_im"] != 0)
+                for name, v, scale, nb, sym in (
+                        ("lam_re", p["a_re"], s, a["a_frac"] + 1, False), ("lam_im", p["a_im"], s, a["a_frac"] + 1, False),
+                        ("B_re", p["b_re"], e_b, bits["b"], True), ("B_im", p["b_im"], e_b, bits["b"], True),
+                        ("C_re", p["c_re"], e_c, bits["c"], True), ("C_im", p["c_im"], e_c, bits["c"], True),
+                        ("D", p["d"], 2.0 ** (e_y - a["d_shift"] - e_u), bits["weight"], False),
+                        ("bias", p["bias_mant"], 2.0 ** (a["bias_exp"] + e_y), BIAS_BITS, True)):
+                    self._add(l, name, v, scale, nb, sym)
             elif l.op not in ("input", "output", "relu", "qadd", "readout"):
                 raise ExportError(f"{l.where()}: QATNetwork cannot train this layer (only quantized chip "
                                   "layers, ReLU and readouts)")
 
+    def _add(self, l: Layer, name: str, ints: np.ndarray, scale, bits: int, symmetric: bool) -> None:
+        """A parameter in units of its grid step (LSBs), starting at the compiled integers."""
+        key = _key(l.name) + "__" + name
+        self.weights[key] = nn.Parameter(torch.from_numpy(np.asarray(ints, np.float64).copy()))
+        self._grid[key] = (np.broadcast_to(np.asarray(scale, np.float64), np.shape(ints)).copy(), bits, symmetric)
+
     def _exp(self, tensor: str) -> int:
         return self.graph.tensors[tensor].fmt.exp
 
-    def _w(self, layer: str, name: str) -> nn.Parameter:
-        return self.weights[_key(layer) + "__" + name]
+    def grid_step(self, key: str) -> np.ndarray:
+        """Real value of one unit of parameter `key` (its grid step, per element)."""
+        return self._grid[key][0]
 
     # -- the integers ----------------------------------------------------------------
     def integers(self, layer: str) -> dict[str, np.ndarray]:
-        """The quantized parameters of `layer` from the current floats."""
-        l, f = self.graph.layer(layer), self._fixed[layer]
-        w = {k: self._w(layer, k).detach().cpu().numpy() for k in _NAMES[l.op]}
+        """The quantized parameters of `layer` from the current parameters,
+        with the quantizer's rules: round half up and clip to the bits
+        (B, C, bias symmetrically, see `round_clip`); lambda by `quantize_modes`
+        (closest impulse response strictly inside the unit circle)."""
+        l = self.graph.layer(layer)
+        k = _key(layer) + "__"
+        w = {n: self.weights[k + n].detach().cpu().numpy() for n in _NAMES[l.op]}
+        q = {n: round_clip(w[n], 0, self._grid[k + n][1], self._grid[k + n][2]) for n in w if not n.startswith("lam")}
         if l.op == "qaffine":
-            return {"weight": round_clip(w["weight"], f["e_w"], f["bits"]),
-                    "bias_mant": round_clip(w["bias"], f["e_b"], BIAS_BITS, True)}
-        a_re, a_im = quantize_modes(w["lam_re"] + 1j * w["lam_im"], f["a_bits"])
-        sym = lambda k, e, bits: round_clip(w[k], f[e], f[bits], True)  # noqa: E731
-        out = {"a_re": a_re, "a_im": a_im,
-               "b_re": sym("B_re", "e_b", "b_bits"), "b_im": sym("B_im", "e_b", "b_bits"),
-               "c_re": sym("C_re", "e_c", "c_bits"), "c_im": sym("C_im", "e_c", "c_bits"),
-               "d": round_clip(w["D"], f["e_d"], f["w_bits"]), "bias_mant": round_clip(w["bias"], f["e_bias"], BIAS_BITS, True)}
-        for k in ("b_re", "b_im", "c_re", "c_im"):  # states the compile found silent stay silent
-            out[k][~f["live"]] = 0
+            return {"weight": q["weight"], "bias_mant": q["bias"]}
+        scale, bits, _ = self._grid[k + "lam_re"]
+        a_re, a_im = quantize_modes((w["lam_re"] + 1j * w["lam_im"]) * scale, bits)
+        out = {"a_re": a_re, "a_im": a_im, "b_re": q["B_re"], "b_im": q["B_im"], "c_re": q["C_re"],
+               "c_im": q["C_im"], "d": q["D"], "bias_mant": q["bias"]}
+        for n in ("b_re", "b_im", "c_re", "c_im"):  # states the compile found silent stay silent
+            out[n][~self._live[layer]] = 0
         return out
 
     def quantized_graph(self) -> Graph:
@@ -160,19 +161,11 @@ class QATNetwork(nn.Module):
         return g
 
     def _dequantized(self, l: Layer, ints: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        """Parameters in real units on their grids, with the floats' gradients."""
-        f = self._fixed[l.name]
-        w = lambda k: self._w(l.name, k)  # noqa: E731
-        if l.op == "qaffine":
-            return {"weight": _ste(w("weight"), ints["weight"] * 2.0 ** f["e_w"]),
-                    "bias": _ste(w("bias"), ints["bias_mant"] * 2.0 ** f["e_b"])}
-        s = 2.0 ** -(f["a_bits"] - 1)
-        eb, ec = np.exp2(f["e_b"].astype(float)), np.exp2(f["e_c"].astype(float))
-        return {"lam_re": _ste(w("lam_re"), ints["a_re"] * s), "lam_im": _ste(w("lam_im"), ints["a_im"] * s),
-                "B_re": _ste(w("B_re"), ints["b_re"] * eb), "B_im": _ste(w("B_im"), ints["b_im"] * eb),
-                "C_re": _ste(w("C_re"), ints["c_re"] * ec), "C_im": _ste(w("C_im"), ints["c_im"] * ec),
-                "D": _ste(w("D"), ints["d"] * 2.0 ** f["e_d"]),
-                "bias": _ste(w("bias"), ints["bias_mant"] * 2.0 ** f["e_bias"])}
+        """Parameters in real units on their grids, with the parameters' gradients."""
+        k = _key(l.name) + "__"
+        src = _INT_OF[l.op]
+        return {n: _ste(self.weights[k + n], ints[src[n]].astype(np.float64)) * torch.from_numpy(self._grid[k + n][0])
+                for n in _NAMES[l.op]}
 
     # -- forward ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
@@ -239,14 +232,13 @@ class QATNetwork(nn.Module):
 
 _NAMES = {"qaffine": ("weight", "bias"),
           "qssm": ("lam_re", "lam_im", "B_re", "B_im", "C_re", "C_im", "D", "bias")}
+_INT_OF = {"qaffine": {"weight": "weight", "bias": "bias_mant"},
+           "qssm": {"lam_re": "a_re", "lam_im": "a_im", "B_re": "b_re", "B_im": "b_im", "C_re": "c_re",
+                    "C_im": "c_im", "D": "d", "bias": "bias_mant"}}
 
 
 def _key(layer: str) -> str:
     return layer.replace(".", "_")
-
-
-def _param(v: np.ndarray) -> nn.Parameter:
-    return nn.Parameter(torch.from_numpy(np.asarray(v, np.float64).copy()))
 
 
 class _QATWriter:

@@ -1,0 +1,239 @@
+"""s4dc.torch.export: NS4D and state-spaces-shaped S4D models to ONNX that
+s4dc compiles exactly (float outputs within 1e-4 of torch's), and the
+errors for modules that only look like S4D."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn as nn  # noqa: E402
+
+import s4dc  # noqa: E402
+from s4dc.errors import ExportError  # noqa: E402
+from s4dc.torch import NS4D, export  # noqa: E402
+
+BOUND = 1e-4
+
+
+# --- a state-spaces-shaped S4D layer, written here from the published equations
+# (Gu et al. 2022, "On the Parameterization and Initialization of Diagonal State
+# Space Models"): ZOH, B = 1, kernel in complex arithmetic, FFT convolution.
+class S4DKernel(nn.Module):
+    def __init__(self, H: int, N: int = 64, dt_min: float = 1e-3, dt_max: float = 1e-1):
+        super().__init__()
+        self.log_dt = nn.Parameter(torch.rand(H) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        self.C = nn.Parameter(torch.view_as_real(torch.randn(H, N // 2, dtype=torch.cfloat)))
+        self.log_A_real = nn.Parameter(torch.log(0.5 * torch.ones(H, N // 2)))
+        self.A_imag = nn.Parameter(math.pi * torch.arange(N // 2).float().repeat(H, 1))
+
+    def forward(self, L: int) -> torch.Tensor:
+        dt = torch.exp(self.log_dt)
+        C = torch.view_as_complex(self.C)
+        A = -torch.exp(self.log_A_real) + 1j * self.A_imag
+        dtA = A * dt.unsqueeze(-1)
+        K = dtA.unsqueeze(-1) * torch.arange(L, device=A.device)
+        C = C * (torch.exp(dtA) - 1.0) / A
+        return 2 * torch.einsum("hn, hnl -> hl", C, torch.exp(K)).real
+
+
+class S4D(nn.Module):
+    """The state-spaces S4D layer's shape; ReLU instead of GELU and a pointwise
+    Conv1d instead of Conv1d+GLU, so the whole layer maps to Loihi 2."""
+
+    def __init__(self, H: int, N: int = 64, transposed: bool = True, skip: bool = True):
+        super().__init__()
+        self.h, self.n, self.transposed, self.skip = H, N, transposed, skip
+        self.D = nn.Parameter(torch.randn(H))
+        self.kernel = S4DKernel(H, N)
+        self.activation = nn.ReLU()
+        self.output_linear = nn.Conv1d(H, H, kernel_size=1)
+
+    def forward(self, u, **kwargs):
+        if not self.transposed:
+            u = u.transpose(-1, -2)
+        L = u.size(-1)
+        k = self.kernel(L=L)
+        y = torch.fft.irfft(torch.fft.rfft(u, n=2 * L) * torch.fft.rfft(k, n=2 * L), n=2 * L)[..., :L]
+        if self.skip:
+            y = y + u * self.D.unsqueeze(-1)
+        y = self.output_linear(self.activation(y))
+        if not self.transposed:
+            y = y.transpose(-1, -2)
+        return y, None
+
+
+class SSModel(nn.Module):
+    def __init__(self, transposed: bool, d_in: int = 3, H: int = 16, layers: int = 2, d_out: int = 4,
+                 layer=S4D):
+        super().__init__()
+        self.transposed = transposed
+        self.encoder = nn.Linear(d_in, H)
+        self.layers = nn.ModuleList([layer(H, 16, transposed=transposed) for _ in range(layers)])
+        self.decoder = nn.Linear(H, d_out)
+
+    def forward(self, x):
+        x = self.encoder(x)
+        if self.transposed:
+            x = x.transpose(-1, -2)
+        for l in self.layers:
+            z, _ = l(x)
+            x = z + x  # residual
+        if self.transposed:
+            x = x.transpose(-1, -2)
+        return self.decoder(x.mean(dim=1))
+
+
+class NS4DModel(nn.Module):
+    def __init__(self, d_in: int = 1, H: int = 8, d_out: int = 3, seq_out: bool = False):
+        super().__init__()
+        self.seq_out = seq_out
+        self.enc = nn.Linear(d_in, H)
+        self.body = nn.Sequential(NS4D(H, 16), nn.Linear(H, H), NS4D(H, 8, activation=False))
+        self.dec = nn.Linear(H, d_out)
+
+    def forward(self, x):
+        z = self.body(self.enc(x))
+        return self.dec(z if self.seq_out else z.mean(dim=1))
+
+
+def _compare(model, x_example, tmp_path, rng, T: int, d_in: int):
+    path = tmp_path / "m.onnx"
+    export(model, x_example, path)
+    net = s4dc.compile(path, float_only=True)
+    assert not any(l.op == "conv" for l in net.graph.layers)  # canonical nodes: no kernel fit
+    assert sum(l.op == "ssm" for l in net.graph.layers) >= 2
+    for batch in (1, 4):
+        x = rng.standard_normal((batch, T, d_in)).astype(np.float32)
+        with torch.no_grad():
+            want = model(torch.from_numpy(x)).numpy()
+        got = net.run(x)
+        assert np.abs(got - want).max() <= BOUND * np.abs(want).max()
+    return path
+
+
+@pytest.mark.parametrize("transposed", [True, False])
+def test_state_spaces_shaped_model_exports_exactly(transposed, tmp_path, rng):
+    torch.manual_seed(0)
+    m = SSModel(transposed).eval()
+    _compare(m, torch.randn(2, 50, 3), tmp_path, rng, 50, 3)
+
+
+@pytest.mark.parametrize("seq_out", [False, True])
+def test_ns4d_model_exports_exactly(seq_out, tmp_path, rng):
+    torch.manual_seed(1)
+    m = NS4DModel(seq_out=seq_out).eval()
+    _compare(m, torch.randn(2, 40, 1), tmp_path, rng, 40, 1)
+
+
+def test_ns4d_channels_first_and_state_spaces_checkpoint_names():
+    torch.manual_seed(2)
+    a = NS4D(6, 8, transposed=True, activation=False)
+    b = S4D(6, 8)
+    b.kernel.load_state_dict({k: v for k, v in a.state_dict().items() if k != "D"})
+    b.D.data.copy_(a.D.data)
+    u = torch.randn(2, 6, 30)
+    with torch.no_grad():
+        y_b = torch.fft.irfft(torch.fft.rfft(u, n=60) * torch.fft.rfft(b.kernel(30), n=60), n=60)[..., :30] \
+            + u * b.D.unsqueeze(-1)
+        assert torch.allclose(a(u), y_b, atol=1e-5, rtol=1e-4)
+
+
+def test_export_leaves_the_model_alone_and_is_deterministic(tmp_path):
+    torch.manual_seed(3)
+    m = SSModel(True)
+    m.train()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    kinds = [type(x).__name__ for x in m.modules()]
+    x = torch.randn(2, 20, 3)
+    a, b = export(m, x, tmp_path / "a.onnx"), export(m, x, tmp_path / "b.onnx")
+    assert m.training and [type(x).__name__ for x in m.modules()] == kinds
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+    assert a.SerializeToString() == b.SerializeToString()
+    assert sorted(f.name for f in a.functions) == ["S4D"]
+
+
+# --- modules that look like S4D but are not ---------------------------------------
+class NoC(nn.Module):
+    def __init__(self, H=4, n2=2):
+        super().__init__()
+        self.log_dt = nn.Parameter(torch.zeros(H))
+        self.log_A_real = nn.Parameter(torch.zeros(H, n2))
+        self.A_imag = nn.Parameter(torch.zeros(H, n2))
+
+    def forward(self, u):
+        return u
+
+
+class Holder(nn.Module):
+    def __init__(self, kernel, with_d=True):
+        super().__init__()
+        if with_d:
+            self.D = nn.Parameter(torch.ones(4))
+        self.kernel = kernel
+
+    def forward(self, x):
+        return x
+
+
+class Wrapper(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.block = inner
+
+    def forward(self, x):
+        return self.block(x)
+
+
+def test_half_s4d_module_is_named_with_what_is_missing():
+    with pytest.raises(ExportError) as e:
+        export(Wrapper(Holder(NoC())), torch.randn(1, 5, 4))
+    assert str(e.value) == ("module 'block.kernel' (NoC) looks like an S4D layer (has log_dt, log_A_real, "
+                            "A_imag) but has no C")
+    with pytest.raises(ExportError) as e:
+        k = S4DKernel(4, 4)
+        export(Wrapper(Holder(k, with_d=False)), torch.randn(1, 5, 4))
+    assert str(e.value) == ("module 'block.kernel' (S4DKernel) looks like an S4D layer (has log_dt, "
+                            "log_A_real, A_imag, C) but has no D (here or in its parent)")
+
+
+def test_wrong_parameter_shape_is_named():
+    k = S4DKernel(4, 4)
+    k.C = nn.Parameter(torch.randn(4, 2))  # real, not a real view of complex
+    with pytest.raises(ExportError) as e:
+        export(Wrapper(Holder(k)), torch.randn(1, 5, 4))
+    assert str(e.value) == ("module 'block.kernel' (S4DKernel): C has shape (4, 2), expected (4, 2, 2) "
+                            "(complex C as a real view; one channel)")
+    k = S4DKernel(4, 4)
+    k.A_imag = nn.Parameter(torch.zeros(4, 3))
+    with pytest.raises(ExportError) as e:
+        export(Wrapper(Holder(k)), torch.randn(1, 5, 4))
+    assert str(e.value) == "module 'block.kernel' (S4DKernel): A_imag has shape (4, 3), expected (4, 2)"
+
+
+class Bilinear(S4D):
+    """S4D-shaped, but its forward discretizes with the bilinear rule, which
+    the parameters' canonical (ZOH) meaning does not describe."""
+
+    def forward(self, u, **kwargs):
+        L = u.size(-1)
+        dt = torch.exp(self.kernel.log_dt)[:, None]
+        A = -torch.exp(self.kernel.log_A_real) + 1j * self.kernel.A_imag
+        lam = (1 + dt * A / 2) / (1 - dt * A / 2)
+        C = torch.view_as_complex(self.kernel.C) * dt / (1 - dt * A / 2)
+        k = 2 * torch.einsum("hn,hnl->hl", C, lam.unsqueeze(-1) ** torch.arange(L)).real
+        y = torch.fft.irfft(torch.fft.rfft(u, n=2 * L) * torch.fft.rfft(k, n=2 * L), n=2 * L)[..., :L]
+        return self.output_linear(self.activation(y + u * self.D.unsqueeze(-1))), None
+
+
+def test_module_whose_forward_is_not_the_s4d_equations_is_refused():
+    torch.manual_seed(4)
+    m = SSModel(True, layers=1, layer=Bilinear)
+    with pytest.raises(ExportError) as e:
+        export(m, torch.randn(1, 30, 3))
+    assert str(e.value) == ("module 'layers.0' (Bilinear): no value in its forward equals causal_conv(u, K) "
+                            "+ D u for the kernel K its parameters define (ZOH, published S4D equations); "
+                            "cannot export it exactly")
