@@ -4,25 +4,24 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup demo test bench bench-compile bench-accuracy bench-sim bench-place bench-report fixtures clean
+.PHONY: all setup demo test bench bench-compile bench-accuracy bench-sim bench-place bench-report fixtures finetune clean
 
 all: test
 
 # The main environment: numpy, networkx, onnx, onnxruntime, ortools, pytest,
-# scipy (tests only), s4dc itself in editable mode.
+# scipy (tests only), numba, torch (CPU build; s4dc.torch and its tests,
+# fixtures, examples), s4dc itself in editable mode. torch is pinned first so
+# the `torch` extra's range is already met (an unpinned torch would pull a
+# multi-GB CUDA build).
+TORCH_PIN ?= torch==2.13.0
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,jit]'
+	$(PY) -m pip install --quiet '$(TORCH_PIN)'
+	$(PY) -m pip install --quiet -e '.[test,jit,torch]'
 	touch $@
 
 setup: $(STAMP)
-
-# torch (CPU build, from the wheel this machine kind keeps on disk) is only
-# needed to regenerate fixtures and retrain examples.
-$(VENV)/.torch: $(STAMP)
-	$(PY) -m pip install --quiet torch==2.13.0 onnxscript
-	touch $@
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
@@ -50,13 +49,18 @@ bench-accuracy: $(STAMP) $(FASHION)
 bench-sim: $(STAMP) $(FASHION)
 	$(PY) benchmarks/sim_throughput.py
 
+# Quantization-aware fine-tuning of the Fashion-MNIST model at 4-bit weights
+# (examples/fashion/finetune.py; writes model_w4_qat.onnx, finetune_metrics.json).
+finetune: $(STAMP) $(FASHION)
+	$(PY) examples/fashion/finetune.py
+
 bench-place: $(STAMP)
 	$(PY) benchmarks/placement.py
 
 bench-report: $(STAMP) chromium
 	$(PY) benchmarks/report_load.py
 
-fixtures: $(VENV)/.torch
+fixtures: $(STAMP)
 	$(PY) tests/fixtures/make_torch_fixtures.py
 	$(PY) tests/fixtures/make_scan_fixtures.py
 

@@ -45,8 +45,12 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
                                            "layers": len(graph.layers)}, time.perf_counter() - t0)])
     check = _NumericCheck(graph) if opts.verify_numerics else None
 
+    float_graph: list[Graph] = [graph]  # the graph the quantizer started from (for QAT)
+
     def after(pass_name: str, g: Graph) -> dict[str, Any] | None:
         say(f"  {pass_name}: done")
+        if pass_name != "quantize":
+            float_graph[0] = g  # passes copy: a later pass does not change it
         return check(g) if check else None
 
     flow = FLOWS["float"] if opts.float_only else FLOWS["loihi2"]
@@ -90,7 +94,10 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
     timings = log.timings()
     if placement is not None:
         timings.update({f"placement_{k}": v for k, v in placement.get("timing", {}).items()})
-    return Network(graph, manifest, timings, placement=strip_timing(placement) if placement else None)
+    net = Network(graph, manifest, timings, placement=strip_timing(placement) if placement else None)
+    if not opts.float_only:
+        net.float_graph = float_graph[0]
+    return net
 
 
 def _place(graph: Graph, opts: CompileOptions, say: Progress, log: PassLog) -> dict[str, Any]:

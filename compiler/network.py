@@ -32,6 +32,9 @@ class Network:
         self.manifest = manifest
         self.timings = timings or {}
         self.placement = placement  # the placement.json document, when placed
+        # In memory only (not saved): the float graph quantization started
+        # from, after a compile; QAT starts its weights there.
+        self.float_graph: Graph | None = None
         quantized = any(l.op in QUANTIZED_OPS for l in graph.layers)
         self._exec = FixedSimulator(graph) if quantized else FloatExecutor(graph)
 

@@ -99,9 +99,9 @@ class NS4DModel(nn.Module):
         return self.dec(z if self.seq_out else z.mean(dim=1))
 
 
-def _compare(model, x_example, tmp_path, rng, T: int, d_in: int):
+def _compare(model, x_example, tmp_path, rng, T: int, d_in: int, exporter: str):
     path = tmp_path / "m.onnx"
-    export(model, x_example, path)
+    export(model, x_example, path, exporter=exporter)
     net = s4dc.compile(path, float_only=True)
     assert not any(l.op == "conv" for l in net.graph.layers)  # canonical nodes: no kernel fit
     assert sum(l.op == "ssm" for l in net.graph.layers) >= 2
@@ -114,18 +114,20 @@ def _compare(model, x_example, tmp_path, rng, T: int, d_in: int):
     return path
 
 
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 @pytest.mark.parametrize("transposed", [True, False])
-def test_state_spaces_shaped_model_exports_exactly(transposed, tmp_path, rng):
+def test_state_spaces_shaped_model_exports_exactly(transposed, exporter, tmp_path, rng):
     torch.manual_seed(0)
     m = SSModel(transposed).eval()
-    _compare(m, torch.randn(2, 50, 3), tmp_path, rng, 50, 3)
+    _compare(m, torch.randn(2, 50, 3), tmp_path, rng, 50, 3, exporter)
 
 
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 @pytest.mark.parametrize("seq_out", [False, True])
-def test_ns4d_model_exports_exactly(seq_out, tmp_path, rng):
+def test_ns4d_model_exports_exactly(seq_out, exporter, tmp_path, rng):
     torch.manual_seed(1)
     m = NS4DModel(seq_out=seq_out).eval()
-    _compare(m, torch.randn(2, 40, 1), tmp_path, rng, 40, 1)
+    _compare(m, torch.randn(2, 40, 1), tmp_path, rng, 40, 1, exporter)
 
 
 def test_ns4d_channels_first_and_state_spaces_checkpoint_names():
@@ -149,6 +151,9 @@ def test_export_leaves_the_model_alone_and_is_deterministic(tmp_path):
     kinds = [type(x).__name__ for x in m.modules()]
     x = torch.randn(2, 20, 3)
     a, b = export(m, x, tmp_path / "a.onnx"), export(m, x, tmp_path / "b.onnx")
+    export(m, x, tmp_path / "c.onnx", exporter="torchscript")
+    export(m, x, tmp_path / "d.onnx", exporter="torchscript")
+    assert (tmp_path / "c.onnx").read_bytes() == (tmp_path / "d.onnx").read_bytes()
     assert m.training and [type(x).__name__ for x in m.modules()] == kinds
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
     assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
@@ -186,6 +191,12 @@ class Wrapper(nn.Module):
 
     def forward(self, x):
         return self.block(x)
+
+
+def test_unknown_exporter_is_refused():
+    with pytest.raises(ExportError) as e:
+        export(NS4DModel(), torch.randn(1, 5, 1), exporter="jit")
+    assert str(e.value) == "exporter 'jit' is not one of dynamo, torchscript"
 
 
 def test_half_s4d_module_is_named_with_what_is_missing():

@@ -93,12 +93,7 @@ class NS4D(nn.Module):
         return causal_conv(u, self.kernel(u.shape[-1])) + u * self.D[:, None]
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        from s4dc.torch.export import S4DExportOp, exporting
-
-        if exporting():  # written as one canonical s4dc.S4D node
-            y = S4DExportOp.emit(u if not self.transposed else u.transpose(1, 2), s4d_params(self))
-            y = y if not self.transposed else y.transpose(1, 2)
-        else:
-            y = self.core(u.contiguous() if self.transposed else u.transpose(1, 2).contiguous())
-            y = y if self.transposed else y.transpose(1, 2)
+        # (`s4dc.torch.export` writes the layer as one canonical s4dc.S4D node instead)
+        y = self.core(u.contiguous() if self.transposed else u.transpose(1, 2).contiguous())
+        y = y if self.transposed else y.transpose(1, 2)
         return torch.relu(y) if self.activation else y

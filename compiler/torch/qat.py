@@ -96,12 +96,14 @@ class QATNetwork(nn.Module):
         self._live: dict[str, np.ndarray] = {}
         self.weights = nn.ParameterDict()
         self._grid: dict[str, tuple[np.ndarray, int, bool]] = {}
+        fg = getattr(net, "float_graph", None)
+        self._float = {l.name: l.params for l in fg.layers} if fg is not None else {}
         for l in self.graph.layers:
             exp, p, a = self._exp, l.params, l.attrs
             if l.op == "qaffine":
                 e_out = exp(l.output)
-                self._add(l, "weight", p["weight"], 2.0 ** a["weight_exp"], a["bits"]["weight"], False)
-                self._add(l, "bias", p["bias_mant"], 2.0 ** (a["bias_exp"] + e_out), BIAS_BITS, True)
+                self._add(l, "weight", p["weight"], 2.0 ** a["weight_exp"], a["bits"]["weight"], False, "weight")
+                self._add(l, "bias", p["bias_mant"], 2.0 ** (a["bias_exp"] + e_out), BIAS_BITS, True, "bias")
             elif l.op == "qssm":
                 e_u, e_y, e_x = exp(l.inputs[0]), exp(l.output), a["state_exp"]
                 e_b = np.exp2((e_x - p["b_shift"] - e_u).astype(float))  # per state, real units of B
@@ -114,16 +116,30 @@ class QATNetwork(nn.Module):
                         ("C_re", p["c_re"], e_c, bits["c"], True), ("C_im", p["c_im"], e_c, bits["c"], True),
                         ("D", p["d"], 2.0 ** (e_y - a["d_shift"] - e_u), bits["weight"], False),
                         ("bias", p["bias_mant"], 2.0 ** (a["bias_exp"] + e_y), BIAS_BITS, True)):
-                    self._add(l, name, v, scale, nb, sym)
+                    # B and C were rescaled (balanced) before rounding; D and bias were not
+                    self._add(l, name, v, scale, nb, sym, name if name in ("D", "bias") else None)
             elif l.op not in ("input", "output", "relu", "qadd", "readout"):
                 raise ExportError(f"{l.where()}: QATNetwork cannot train this layer (only quantized chip "
                                   "layers, ReLU and readouts)")
 
-    def _add(self, l: Layer, name: str, ints: np.ndarray, scale, bits: int, symmetric: bool) -> None:
-        """A parameter in units of its grid step (LSBs), starting at the compiled integers."""
+    def _add(self, l: Layer, name: str, ints: np.ndarray, scale, bits: int, symmetric: bool,
+             float_name: str | None = None) -> None:
+        """A parameter in units of its grid step (LSBs). It starts at the float
+        value the compile rounded (where the compile's float graph is at hand
+        and rounding it gives the compiled integer), else at the integer: the
+        output is the compiled one either way, and the float start keeps
+        where each weight sat inside its grid cell, which fine-tuning needs
+        at 4 bits."""
         key = _key(l.name) + "__" + name
-        self.weights[key] = nn.Parameter(torch.from_numpy(np.asarray(ints, np.float64).copy()))
-        self._grid[key] = (np.broadcast_to(np.asarray(scale, np.float64), np.shape(ints)).copy(), bits, symmetric)
+        scale = np.broadcast_to(np.asarray(scale, np.float64), np.shape(ints)).copy()
+        start = np.asarray(ints, np.float64).copy()
+        src = self._float.get(l.name, {}).get(float_name) if float_name else None
+        if src is not None and np.shape(src) == np.shape(ints):
+            latent = np.asarray(src, np.float64) / scale
+            same = round_clip(latent, 0, bits, symmetric) == ints
+            start = np.where(same, latent, start)
+        self.weights[key] = nn.Parameter(torch.from_numpy(start))
+        self._grid[key] = (scale, bits, symmetric)
 
     def _exp(self, tensor: str) -> int:
         return self.graph.tensors[tensor].fmt.exp
@@ -222,7 +238,7 @@ class QATNetwork(nn.Module):
     # -- export ------------------------------------------------------------------------
     def export(self, path: "str | os.PathLike | None" = None, opset: int = 18) -> onnx.ModelProto:
         """ONNX of the current integers with their grids (see module doc)."""
-        from s4dc.torch.export import _write_atomic
+        from s4dc.torch.onnx_export import _write_atomic
 
         proto = _QATWriter(self, opset).write()
         if path is not None:

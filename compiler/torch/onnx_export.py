@@ -22,6 +22,7 @@ reproduce the model's output on `example_input`.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import os
@@ -44,8 +45,8 @@ MATCH_TOL = 1e-3   # relative, float32 model vs float64 equations, to recognize 
 CHECK_TOL = 1e-4   # relative, exported ONNX vs torch
 
 
-def exporting() -> bool:
-    return bool(torch.onnx.is_in_onnx_export())
+EXPORTERS = ("dynamo", "torchscript")
+_ACTIVE: list[str] = []  # the exporter running s4dc.torch.export's torch export, if any
 
 
 def _zoh_output(u: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
@@ -81,7 +82,10 @@ class S4DExportOp(torch.autograd.Function):
     def emit(u: torch.Tensor, p: dict[str, np.ndarray]) -> torch.Tensor:
         """The node for channels-last u (batch, T, H) and float64 params."""
         vals = [p["dt"], p["A"].real, p["A"].imag, p["B"].real, p["B"].imag, p["C"].real, p["C"].imag, p["D"]]
-        return S4DExportOp.apply(u, *[torch.tensor(np.asarray(v, np.float32)) for v in vals])
+        ts = [torch.tensor(np.asarray(v, np.float32)) for v in vals]
+        if _ACTIVE and _ACTIVE[-1] == "dynamo":  # torch.export: an ONNX node of our domain, as it stands
+            return torch.onnx.ops.symbolic(f"{DOMAIN}::S4D", (u, *ts), {}, dtype=u.dtype, shape=u.shape, version=1)
+        return S4DExportOp.apply(u, *ts)
 
 
 class S4DCore(nn.Module):
@@ -218,14 +222,18 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 # --- export ------------------------------------------------------------------------------
 def export(model: nn.Module, example_input: torch.Tensor, path: "str | os.PathLike | None" = None,
-           *, opset: int = 18) -> onnx.ModelProto:
+           *, opset: int = 18, exporter: str = "dynamo") -> onnx.ModelProto:
     """Write `model` as ONNX that `s4dc.compile` reads exactly; returns the model.
 
     `example_input`: (batch, time, features) as the model takes it; the batch
     axis is dynamic in the export, the time length is the example's. The
-    user's model is not modified.
+    user's model is not modified. `exporter`: torch's "dynamo" (torch.export
+    based, torch's default) or "torchscript" (the legacy one).
     """
     from s4dc.torch.layers import NS4D, s4d_params
+
+    if exporter not in EXPORTERS:
+        raise ExportError(f"exporter '{exporter}' is not one of {', '.join(EXPORTERS)}")
 
     was_training = model.training
     model.eval()
@@ -237,13 +245,16 @@ def export(model: nn.Module, example_input: torch.Tensor, path: "str | os.PathLi
         inputs = _capture_inputs(model, [layer for _, layer, _ in found if not isinstance(layer, NS4D)], example_input)
         mods = dict(m.named_modules())
         for name, layer, owner in found:
-            if isinstance(layer, NS4D):
-                continue
-            gm = _core_of(name, layer, s4d_params(layer, owner), inputs[id(layer)])
+            if isinstance(layer, NS4D):  # its forward is ours: the canonical node and its ReLU
+                lay = "BHL" if layer.transposed else "BLH"
+                core = S4DCore(s4d_params(layer), lay, lay)
+                gm = nn.Sequential(core, nn.ReLU()) if layer.activation else core
+            else:
+                gm = _core_of(name, layer, s4d_params(layer, owner), inputs[id(layer)])
             _replace(m, mods, name, gm)
             if not name:
                 m = gm
-        proto = _torch_export(m, example_input, opset)
+        proto = _torch_export(m, example_input, opset, exporter)
     finally:
         model.train(was_training)
     _check_against(proto, example_input, want)
@@ -274,13 +285,32 @@ def _replace(root: nn.Module, mods: dict[str, nn.Module], name: str, new: nn.Mod
     setattr(mods[parent] if parent else root, attr, new)
 
 
-def _torch_export(m: nn.Module, x: torch.Tensor, opset: int) -> onnx.ModelProto:
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and shape warnings
-        torch.onnx.export(m, (x,), buf, dynamo=False, opset_version=opset, input_names=["x"],
-                          output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
-    proto = onnx.load_from_string(buf.getvalue())
+def _torch_export(m: nn.Module, x: torch.Tensor, opset: int, exporter: str) -> onnx.ModelProto:
+    _ACTIVE.append(exporter)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")  # deprecation and shape-inference warnings; the result is checked
+            if exporter == "dynamo":
+                prog = torch.onnx.export(m, (x,), dynamo=True, opset_version=opset, input_names=["x"],
+                                         output_names=["y"], dynamic_shapes=({0: torch.export.Dim("batch")},),
+                                         verbose=False)
+                proto = prog.model_proto
+            else:
+                buf = io.BytesIO()
+                torch.onnx.export(m, (x,), buf, dynamo=False, opset_version=opset, input_names=["x"],
+                                  output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+                proto = onnx.load_from_string(buf.getvalue())
+    except ExportError:
+        raise
+    except Exception as e:  # noqa: BLE001 - torch's exporters raise many kinds
+        raise ExportError(f"torch's {exporter} exporter failed on the model after s4dc's S4D nodes were put in "
+                          f"({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})") from None
+    finally:
+        _ACTIVE.pop()
+    for n in proto.graph.node:  # torch's stack traces name FX's generated code and local paths:
+        keep = [p for p in n.metadata_props if not p.key.startswith("pkg.torch.")]  # not reproducible
+        del n.metadata_props[:]
+        n.metadata_props.extend(keep)
     used = sorted({n.op_type for n in proto.graph.node if n.domain == DOMAIN})
     for i, n in enumerate(n for n in proto.graph.node if n.domain == DOMAIN):
         n.name = n.name or f"s4d_{i}"
