@@ -9,8 +9,10 @@
    in the bit-exact simulator on the full test set.
 2. Fine-tune it with `s4dc.torch.qat.QATNetwork`: every forward pass is the
    compiled network's exact integer output; gradients come from the float
-   surrogate (straight-through). Adam, cosine-decayed learning rate, random
-   train batches (seeded).
+   surrogate (straight-through); weights start at the float values the compile
+   rounded. Adam with a cosine-decayed learning rate in grid steps (LSBs),
+   random train batches (seeded), optionally a distillation term towards the
+   float network.
 3. Export the fine-tuned integers (`model_w4_qat.onnx`), compile that, check
    that the compiled network's output equals the fine-tuned module's
    exactly, and measure its accuracy on the full test set.
@@ -31,6 +33,7 @@ import numpy as np
 import torch
 
 import s4dc
+from s4dc.targets.float_exec import FloatExecutor
 from s4dc.torch.qat import QATNetwork
 
 HERE = Path(__file__).resolve().parent
@@ -46,9 +49,11 @@ def accuracy(net: s4dc.Network, x: np.ndarray, y: np.ndarray) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bits", type=int, default=4, help="synapse weight bits")
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=0.01, help="Adam learning rate in grid steps (LSBs)")
+    ap.add_argument("--distill", type=float, default=0.0,
+                    help="weight of a KL term towards the float network's outputs (0: labels only)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--test", type=int, default=10000, help="test samples to evaluate on")
     ap.add_argument("--out", default=str(HERE / "finetune_metrics.json"))
@@ -69,6 +74,7 @@ def main() -> None:
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
         qat = QATNetwork(net)
+        teacher = FloatExecutor(net.float_graph) if a.distill else None
         opt = torch.optim.Adam(qat.parameters(), lr=a.lr)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / a.steps)))
         rng = np.random.default_rng(a.seed)
@@ -77,6 +83,10 @@ def main() -> None:
             idx = rng.choice(len(xtr), a.batch, replace=False)
             out = qat(torch.from_numpy(xtr[idx]))
             loss = torch.nn.functional.cross_entropy(out, torch.from_numpy(ytr[idx]).long())
+            if teacher is not None:
+                soft = torch.log_softmax(torch.from_numpy(np.asarray(teacher.run(xtr[idx]), np.float32)), 1)
+                loss = loss + a.distill * torch.nn.functional.kl_div(torch.log_softmax(out, 1), soft,
+                                                                     log_target=True, reduction="batchmean")
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -97,7 +107,7 @@ def main() -> None:
     print(f"fine-tuned, compiled again: {acc_after:.4f}; torch output == compiled output: {exact}")
     doc = {"weight_bits": a.bits, "test_samples": len(xte), "accuracy_ptq": acc_before,
            "accuracy_qat": acc_after, "compiled_equals_torch_exactly": exact, "steps": a.steps,
-           "batch": a.batch, "lr": a.lr, "schedule": "cosine", "optimizer": "Adam", "seed": a.seed,
+           "batch": a.batch, "lr_lsb": a.lr, "distill": a.distill, "schedule": "cosine", "optimizer": "Adam", "seed": a.seed,
            "train_seconds": round(train_s, 1), "loss_first_25": float(np.mean(losses[:25])),
            "loss_last_25": float(np.mean(losses[-25:])), "onnx": tuned.name}
     Path(a.out).write_text(json.dumps(doc, indent=2) + "\n")
