@@ -340,6 +340,9 @@ def _write_atomic(proto: onnx.ModelProto, path: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(proto.SerializeToString())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is not what a written model should have
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
