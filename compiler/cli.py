@@ -7,15 +7,14 @@ and no output is left behind.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from s4dc import __version__
+from s4dc.atomic import write_atomic
 from s4dc.errors import InputDataError, S4dcError
 
 
@@ -139,15 +138,7 @@ def _run(a: argparse.Namespace) -> int:
     outs = y if isinstance(y, list) else [y]
     if len(outs) != 1:
         raise InputDataError("the network has several outputs; use the library API")
-    out = Path(a.out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".npy", dir=out.parent if str(out.parent) else ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, outs[0].astype(np.float32))
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    out = write_atomic(a.out, lambda f: np.save(f, outs[0].astype(np.float32)))
     if not a.quiet:
         if info is not None:
             what = (f"Lava fixed_pt simulation, latency {info['latency_steps']} steps (compensated), "

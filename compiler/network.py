@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from s4dc.atomic import umask_mode
 from s4dc.errors import InputDataError, NetworkFormatError
 from s4dc.ir.graph import Graph
 from s4dc.ir.serialize import dump_json, load_graph, save_graph
@@ -88,6 +89,7 @@ class Network:
                 (tmp / "placement.json").write_text(placement_json(self.placement))
             from s4dc.report import write_html
             write_html(tmp)  # OUT/report.html: placement, numerics and cost in a browser
+            os.chmod(tmp, umask_mode(0o777))  # mkdtemp makes 0700; OUT/ is an ordinary folder
             old = None
             if out.exists():
                 old = out.with_name(f".{out.name}.old-{os.getpid()}")

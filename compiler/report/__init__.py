@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from s4dc.atomic import umask_mode
 from s4dc.errors import S4dcError
 
 REPORT_FILE = "report.html"
@@ -54,7 +55,7 @@ def write_html(out_dir: str | os.PathLike, summary_: dict[str, Any] | None = Non
         fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".html", dir=out)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     except OSError as e:
         try:

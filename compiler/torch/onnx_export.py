@@ -26,7 +26,6 @@ import contextlib
 import copy
 import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ import onnx
 import torch
 import torch.nn as nn
 
+from s4dc.atomic import write_atomic
 from s4dc.canonical import DOMAIN, function_proto
 from s4dc.errors import ExportError
 
@@ -335,15 +335,4 @@ def _check_against(proto: onnx.ModelProto, x: torch.Tensor, want) -> None:
 
 
 def _write_atomic(proto: onnx.ModelProto, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(proto.SerializeToString())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is not what a written model should have
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(path, lambda f: f.write(proto.SerializeToString()))
