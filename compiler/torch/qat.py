@@ -212,11 +212,11 @@ class QATNetwork(nn.Module):
         return outs[0] if len(outs) == 1 else outs
 
     def _surrogate(self, l: Layer, ins: list[torch.Tensor]) -> torch.Tensor:
-        if l.op == "qaffine":
-            p = self._dequantized(l, self.integers(l.name))
+        if l.op == "qaffine":  # l is the quantized graph's layer: its params are the current integers
+            p = self._dequantized(l, l.params)
             y = ins[0] @ p["weight"].T + p["bias"]
         elif l.op == "qssm":
-            p = self._dequantized(l, self.integers(l.name))
+            p = self._dequantized(l, l.params)
             lam = torch.complex(p["lam_re"], p["lam_im"])
             # silent padding modes have lambda = 0: lambda^l by exp(l log lambda) needs lambda != 0
             lam = torch.where(lam.abs() > 0, lam, torch.full_like(lam, 1e-300))
