@@ -248,3 +248,14 @@ def test_module_whose_forward_is_not_the_s4d_equations_is_refused():
     assert str(e.value) == ("module 'layers.0' (Bilinear): no value in its forward equals causal_conv(u, K) "
                             "+ D u for the kernel K its parameters define (ZOH, published S4D equations); "
                             "cannot export it exactly")
+
+
+def test_fft_convolution_gradients_are_exact():
+    from s4dc.torch import causal_conv
+
+    g = torch.Generator().manual_seed(5)
+    u = torch.randn(2, 3, 11, dtype=torch.float64, generator=g, requires_grad=True)
+    k = torch.randn(3, 11, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(causal_conv, (u, k))
+    direct = torch.stack([sum(k[:, j] * u[:, :, t - j] for j in range(t + 1)) for t in range(11)], dim=-1)
+    assert torch.allclose(causal_conv(u, k), direct, atol=1e-12)

@@ -43,12 +43,49 @@ def s4d_kernel(log_dt: torch.Tensor, log_A_real: torch.Tensor, A_imag: torch.Ten
                   - torch.einsum("hn,hnl->hl", cb_im, mag * torch.sin(ph)))
 
 
+class CausalFFTConv(torch.autograd.Function):
+    """y[..., t] = sum_{s<=t} k[..., t-s] u[..., s] via an FFT of length n >= 2L-1.
+
+    u (B, H, L), k (H, L). A hand-written backward (one rfft + one irfft of the batch,
+    the kernel gradient summed over the batch in the frequency domain) is about twice
+    as fast on CPU as autograd through rfft/irfft.
+    """
+
+    @staticmethod
+    def forward(ctx, u, k, n: int):
+        Lu = u.shape[-1]
+        U = torch.fft.rfft(u, n=n)
+        Kf = torch.fft.rfft(k, n=n)
+        ctx.save_for_backward(U, Kf)
+        ctx.n, ctx.L = n, Lu
+        return torch.fft.irfft(U * Kf, n=n)[..., :Lu]
+
+    @staticmethod
+    def backward(ctx, gy):
+        U, Kf = ctx.saved_tensors
+        n, Lu = ctx.n, ctx.L
+        G = torch.fft.rfft(gy.contiguous(), n=n)  # gy arrives strided (transpose backward)
+        gu = torch.fft.irfft(G * Kf.conj(), n=n)[..., :Lu] if ctx.needs_input_grad[0] else None
+        gk = torch.fft.irfft((G * U.conj()).sum(0), n=n)[..., :Lu] if ctx.needs_input_grad[1] else None
+        return gu, gk, None
+
+
+def fft_size(L: int) -> int:
+    """Smallest n >= 2L - 1 whose only prime factors are 2, 3, 5 (fast FFT sizes)."""
+    n = 2 * L - 1
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
 def causal_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """y[b, h, t] = sum_{s <= t} k[h, t - s] u[b, h, s] by FFT; u (B, H, L), k (H, <= L)."""
-    n = u.shape[-1]
-    f = 1 << (2 * n - 1).bit_length()
-    y = torch.fft.irfft(torch.fft.rfft(u, n=f) * torch.fft.rfft(k, n=f), n=f)
-    return y[..., :n]
+    """y[b, h, t] = sum_{s <= t} k[h, t - s] u[b, h, s] by FFT; u (B, H, L), k (H, L)."""
+    return CausalFFTConv.apply(u.contiguous(), k, fft_size(u.shape[-1]))
 
 
 def s4d_params(module: nn.Module, kernel_owner: nn.Module | None = None) -> dict[str, np.ndarray]:

@@ -79,6 +79,8 @@ def _keep_freed_memory():
 _keep_freed_memory()
 from data import load_fashion  # noqa: E402
 
+from s4dc.torch.layers import CausalFFTConv, fft_size  # noqa: E402  (the FFT convolution NS4D uses)
+
 # ---------------------------------------------------------------- configuration
 SEED = 0
 L = 784           # sequence length (28x28 pixels)
@@ -120,46 +122,6 @@ def s4d_kernel_torch(log_dt, A_real, A_imag, C, L):
     ph = (dt * A_imag)[:, :, None] * ar
     return 2.0 * (torch.einsum("hn,hnl->hl", Cb.real, mag * torch.cos(ph))
                   - torch.einsum("hn,hnl->hl", Cb.imag, mag * torch.sin(ph)))
-
-
-class CausalFFTConv(torch.autograd.Function):
-    """y[..., t] = sum_{s<=t} k[..., t-s] u[..., s] via an FFT of length n >= 2L-1.
-
-    u (B, H, L), k (H, L). A hand-written backward (one rfft + one irfft of the batch,
-    the kernel gradient summed over the batch in the frequency domain) is about twice
-    as fast on CPU as autograd through rfft/irfft.
-    """
-
-    @staticmethod
-    def forward(ctx, u, k, n: int):
-        Lu = u.shape[-1]
-        U = torch.fft.rfft(u, n=n)
-        Kf = torch.fft.rfft(k, n=n)
-        ctx.save_for_backward(U, Kf)
-        ctx.n, ctx.L = n, Lu
-        return torch.fft.irfft(U * Kf, n=n)[..., :Lu]
-
-    @staticmethod
-    def backward(ctx, gy):
-        U, Kf = ctx.saved_tensors
-        n, Lu = ctx.n, ctx.L
-        G = torch.fft.rfft(gy.contiguous(), n=n)  # gy arrives strided (transpose backward)
-        gu = torch.fft.irfft(G * Kf.conj(), n=n)[..., :Lu] if ctx.needs_input_grad[0] else None
-        gk = torch.fft.irfft((G * U.conj()).sum(0), n=n)[..., :Lu] if ctx.needs_input_grad[1] else None
-        return gu, gk, None
-
-
-def fft_size(L: int) -> int:
-    """Smallest n >= 2L - 1 whose only prime factors are 2, 3, 5 (fast FFT sizes)."""
-    n = 2 * L - 1
-    while True:
-        m = n
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return n
-        n += 1
 
 
 def s4d_kernel_np(p: dict, L: int) -> np.ndarray:
