@@ -93,12 +93,13 @@ def s4d_params(module: nn.Module, kernel_owner: nn.Module | None = None) -> dict
     in the canonical form's terms (B = 1)."""
     k = kernel_owner if kernel_owner is not None else module
     with torch.no_grad():
-        C = getattr(k, "C")
+        f64 = lambda t: t.detach().cpu().double()  # noqa: E731 - parameters may live on a GPU
+        C = k.C.detach().cpu()
         C = torch.view_as_complex(C.double().contiguous()) if not torch.is_complex(C) else C.to(torch.complex128)
-        A = -torch.exp(k.log_A_real.double()) + 1j * k.A_imag.double()
-        return {"dt": torch.exp(k.log_dt.double()).numpy().copy(), "A": A.numpy().copy(),
+        A = -torch.exp(f64(k.log_A_real)) + 1j * f64(k.A_imag)
+        return {"dt": torch.exp(f64(k.log_dt)).numpy().copy(), "A": A.numpy().copy(),
                 "B": np.ones(tuple(A.shape), complex), "C": C.numpy().copy(),
-                "D": module.D.double().numpy().copy()}
+                "D": f64(module.D).numpy().copy()}
 
 
 class NS4D(nn.Module):

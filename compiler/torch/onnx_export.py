@@ -213,7 +213,7 @@ def _rewrite(label: str, gm, n_u, n_y, core: S4DCore, args: tuple, ref_out) -> n
 def _first_tensor(out):
     while isinstance(out, (tuple, list)):
         out = out[0]
-    return out.detach().double()
+    return out.detach().cpu().double()
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -326,7 +326,7 @@ def _check_against(proto: onnx.ModelProto, x: torch.Tensor, want) -> None:
     except ImportError:  # the export itself needs no onnxruntime
         return
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"x": x.detach().numpy().astype(np.float32)})[0]
+    got = sess.run(None, {"x": x.detach().cpu().numpy().astype(np.float32)})[0]
     w = _first_tensor(want).numpy()
     err = float(np.abs(got - w).max() / max(np.abs(w).max(), 1e-12)) if got.shape == w.shape else np.inf
     if err > CHECK_TOL:
