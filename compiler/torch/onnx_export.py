@@ -70,7 +70,7 @@ class S4DExportOp(torch.autograd.Function):
         p = {"dt": dt.double().numpy(), "A": a_re.double().numpy() + 1j * a_im.double().numpy(),
              "B": b_re.double().numpy() + 1j * b_im.double().numpy(),
              "C": c_re.double().numpy() + 1j * c_im.double().numpy(), "D": d.double().numpy()}
-        return torch.from_numpy(_zoh_output(u.detach().double().numpy(), p)).to(u.dtype)
+        return torch.from_numpy(_zoh_output(u.detach().cpu().double().numpy(), p)).to(u.dtype)
 
     @staticmethod
     def symbolic(g, u, dt, a_re, a_im, b_re, b_im, c_re, c_im, d):
@@ -177,7 +177,7 @@ def _core_of(name: str, layer: nn.Module, params: dict[str, np.ndarray], args: t
     cands = [n for n in order if isinstance(values.get(n), torch.Tensor) and values[n].dim() == 3
              and values[n].is_floating_point()]
     for i, n_u in enumerate(cands):
-        v = values[n_u].detach().double().numpy()
+        v = values[n_u].detach().cpu().double().numpy()
         for lay_in in ("BHL", "BLH"):
             if v.shape[1 if lay_in == "BHL" else 2] != H:
                 continue
@@ -185,7 +185,7 @@ def _core_of(name: str, layer: nn.Module, params: dict[str, np.ndarray], args: t
             want = _zoh_output(u, params)  # (B, T, H)
             scale = max(float(np.abs(want).max()), 1e-12)
             for n_y in cands[i + 1:]:
-                y = values[n_y].detach().double().numpy()
+                y = values[n_y].detach().cpu().double().numpy()
                 for lay_out, w in (("BLH", want), ("BHL", want.transpose(0, 2, 1))):
                     if y.shape == w.shape and np.abs(y - w).max() <= MATCH_TOL * scale:
                         return _rewrite(label, gm, n_u, n_y, S4DCore(params, lay_in, lay_out), args, ref_out)
