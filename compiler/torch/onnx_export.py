@@ -70,7 +70,7 @@ class S4DExportOp(torch.autograd.Function):
         p = {"dt": dt.double().numpy(), "A": a_re.double().numpy() + 1j * a_im.double().numpy(),
              "B": b_re.double().numpy() + 1j * b_im.double().numpy(),
              "C": c_re.double().numpy() + 1j * c_im.double().numpy(), "D": d.double().numpy()}
-        return torch.from_numpy(_zoh_output(u.detach().cpu().double().numpy(), p)).to(u.dtype)
+        return torch.from_numpy(_zoh_output(u.detach().cpu().double().numpy(), p)).to(device=u.device, dtype=u.dtype)
 
     @staticmethod
     def symbolic(g, u, dt, a_re, a_im, b_re, b_im, c_re, c_im, d):
