@@ -48,9 +48,19 @@ def _exp_for(peak: float, bits: int, margin: float = 1.0) -> int:
     return int(math.ceil(math.log2(peak * margin / qmax(bits))))
 
 
-def _quant(v: np.ndarray, e: int, bits: int) -> np.ndarray:
+def round_to_grid(v: np.ndarray, e: "int | np.ndarray", bits: int, symmetric: bool = False) -> np.ndarray:
+    """The quantizer's rounding: clip(floor(v 2^-e + 1/2)) to `bits` signed
+    bits, with a per-tensor or per-element exponent `e`. `symmetric` stops at
+    -qmax: exponents derived from a peak (B, C, biases) never reach -qmax-1,
+    and a value on that rail would make a peak-derived exponent one coarser
+    (quantization-aware training keeps its values where the rule can find them)."""
     m = qmax(bits)
-    return np.clip(np.floor(v * 2.0**-e + 0.5), -m - 1, m).astype(np.int64)
+    lo = -m if symmetric else -m - 1
+    return np.clip(np.floor(v * np.exp2(-np.asarray(e, np.float64)) + 0.5), lo, m).astype(np.int64)
+
+
+def _quant(v: np.ndarray, e: int, bits: int) -> np.ndarray:
+    return round_to_grid(v, e, bits)
 
 
 def _weight_exp(w: np.ndarray, bits: int) -> int:
@@ -64,7 +74,7 @@ def _bias(b: np.ndarray, e_out: int) -> tuple[np.ndarray, int]:
     b_int = np.floor(b * 2.0**-e_out + 0.5)
     need = float(np.abs(b_int).max(initial=0.0))
     be = max(0, _exp_for(need, BIAS_BITS))
-    return np.clip(np.floor(b_int * 2.0**-be + 0.5), -qmax(BIAS_BITS) - 1, qmax(BIAS_BITS)).astype(np.int64), be
+    return round_to_grid(b_int, be, BIAS_BITS), be
 
 
 def quantize_modes(lam: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -185,14 +195,14 @@ def _ssm(l: Layer, e_u: int, peaks: dict[str, float], state_peak: np.ndarray, bw
     def coef(z: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         peak = np.maximum(np.abs(z.real), np.abs(z.imag))
         e = np.array([[_exp_for(float(v), bits) for v in row] for row in peak], np.int64).reshape(z.shape)
-        return _qz(z.real, e, bits), _qz(z.imag, e, bits), e
+        return round_to_grid(z.real, e, bits), round_to_grid(z.imag, e, bits), e
 
     b_re, b_im, e_b = coef(B, bw.b)
     b_shift = e_x - e_b - e_u
     over = b_shift > 26  # keep the update exact in float64: coarser B instead
     if over.any():
         e_b = np.where(over, e_b + (b_shift - 26), e_b)
-        b_re, b_im = _qz(B.real, e_b, bw.b), _qz(B.imag, e_b, bw.b)
+        b_re, b_im = round_to_grid(B.real, e_b, bw.b), round_to_grid(B.imag, e_b, bw.b)
         b_shift = e_x - e_b - e_u
     c_re, c_im, e_c = coef(C, bw.c)
     c_shift = e_y - e_c - e_x
@@ -222,11 +232,6 @@ def _on_grid_modes(l: Layer, lam: np.ndarray, bits: int) -> tuple[np.ndarray, np
     if np.any(np.abs(q) >= 1) or np.abs(re).max(initial=0) > qmax(bits) or np.abs(im).max(initial=0) > qmax(bits):
         raise GridError(f"{l.where()}: an eigenvalue on the {bits}-bit grid is not strictly inside the unit circle")
     return np.round(re).astype(np.int64), np.round(im).astype(np.int64)
-
-
-def _qz(v: np.ndarray, e: np.ndarray, bits: int) -> np.ndarray:
-    m = qmax(bits)
-    return np.clip(np.floor(v * 2.0**-e.astype(np.float64) + 0.5), -m - 1, m).astype(np.int64)
 
 
 def calibrate(graph: Graph, x: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray], dict]:

@@ -69,7 +69,7 @@ class FloatExecutor:
         if op == "readout":
             return ins[0][:, -1, :] if l.attrs["mode"] == "last" else ins[0].mean(axis=1)
         if op == "conv":
-            return _causal_conv(ins[0], p["kernel"]) + ins[0] * p["D"] + p["bias"]
+            return causal_conv(ins[0], p["kernel"]) + ins[0] * p["D"] + p["bias"]
         if op == "ssm":
             c = self._ssm[l.name]
             y = np.empty_like(ins[0])
@@ -182,7 +182,7 @@ def _ssm_step(c: dict[str, Any], state: np.ndarray, u: np.ndarray) -> tuple[np.n
     return state, y + c["D"] * u + c["bias"]
 
 
-def _causal_conv(u: np.ndarray, k: np.ndarray) -> np.ndarray:
+def causal_conv(u: np.ndarray, k: np.ndarray) -> np.ndarray:
     """y[b, t, h] = sum_l k[h, l] u[b, t-l, h], by FFT."""
     T, K = u.shape[1], k.shape[1]
     n = 1 << int(np.ceil(np.log2(T + K - 1)))

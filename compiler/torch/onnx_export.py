@@ -27,7 +27,6 @@ import copy
 import io
 import os
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +37,7 @@ import torch.nn as nn
 from s4dc.atomic import write_atomic
 from s4dc.canonical import DOMAIN, function_proto
 from s4dc.errors import ExportError
+from s4dc.targets.float_exec import causal_conv as causal_conv_np
 
 KERNEL_PARAMS = ("log_dt", "log_A_real", "A_imag", "C")
 MARKS = ("log_dt", "log_A_real", "A_imag")  # names that say "this is an S4D kernel"
@@ -56,8 +56,7 @@ def _zoh_output(u: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
     bbar = (lam - 1.0) / p["A"] * p["B"]
     vand = lam[:, :, None] ** np.arange(T)
     k = 2.0 * np.einsum("hn,hnl->hl", p["C"] * bbar, vand).real      # (H, T)
-    f = 1 << (2 * T - 1).bit_length()
-    y = np.fft.irfft(np.fft.rfft(u, n=f, axis=1) * np.fft.rfft(k.T, n=f, axis=0)[None], n=f, axis=1)[:, :T]
+    y = causal_conv_np(u, k)
     return y + u * p["D"]
 
 
@@ -259,7 +258,7 @@ def export(model: nn.Module, example_input: torch.Tensor, path: "str | os.PathLi
         model.train(was_training)
     _check_against(proto, example_input, want)
     if path is not None:
-        _write_atomic(proto, Path(path))
+        write_atomic(path, lambda f: f.write(proto.SerializeToString()))
     return proto
 
 
@@ -332,7 +331,3 @@ def _check_against(proto: onnx.ModelProto, x: torch.Tensor, want) -> None:
     if err > CHECK_TOL:
         raise ExportError(f"exported ONNX disagrees with the torch model on example_input "
                           f"(relative error {err:.2e} > {CHECK_TOL:g})")
-
-
-def _write_atomic(proto: onnx.ModelProto, path: Path) -> None:
-    write_atomic(path, lambda f: f.write(proto.SerializeToString()))

@@ -32,7 +32,6 @@ compiled network computes the same integers as the fine-tuned module.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -40,23 +39,15 @@ import torch
 import torch.nn as nn
 from onnx import TensorProto, helper, numpy_helper
 
+from s4dc.atomic import write_atomic
 from s4dc.canonical import DOMAIN, function_proto
 from s4dc.errors import ExportError
 from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
-from s4dc.passes.quantize import quantize_modes
+from s4dc.passes.quantize import quantize_modes, round_to_grid
 from s4dc.targets.fixed_sim import FixedSimulator
-from s4dc.targets.loihi2.numerics import BIAS_BITS, MESSAGE_BITS, qmax
-
-
-def round_clip(v: np.ndarray, e: "int | np.ndarray", bits: int, symmetric: bool = False) -> np.ndarray:
-    """The quantizer's rounding: clip(floor(v 2^-e + 1/2)) to `bits` signed
-    bits. `symmetric` stops at -qmax: the quantizer derives B's, C's and the
-    bias's exponents from their peaks, so it never reaches -qmax-1 there,
-    and a value on that rail would make it pick a coarser grid."""
-    m = qmax(bits)
-    lo = -m if symmetric else -m - 1
-    return np.clip(np.floor(v * np.exp2(-np.asarray(e, np.float64)) + 0.5), lo, m).astype(np.int64)
+from s4dc.targets.loihi2.numerics import BIAS_BITS, qmax
+from s4dc.torch.layers import causal_conv
 
 
 class _Exact(torch.autograd.Function):
@@ -74,14 +65,6 @@ class _Exact(torch.autograd.Function):
 def _ste(w: torch.Tensor, q: np.ndarray) -> torch.Tensor:
     """w rounded to q (numpy) with w's gradient."""
     return w + (torch.from_numpy(q).to(w.dtype) - w).detach()
-
-
-def _causal_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """u (B, T, H), k (H, T) -> (B, T, H), float64 FFT."""
-    T = u.shape[1]
-    n = 1 << (2 * T - 1).bit_length()
-    y = torch.fft.irfft(torch.fft.rfft(u, n=n, dim=1) * torch.fft.rfft(k.T, n=n, dim=0)[None], n=n, dim=1)
-    return y[:, :T]
 
 
 class QATNetwork(nn.Module):
@@ -136,7 +119,7 @@ class QATNetwork(nn.Module):
         src = self._float.get(l.name, {}).get(float_name) if float_name else None
         if src is not None and np.shape(src) == np.shape(ints):
             latent = np.asarray(src, np.float64) / scale
-            same = round_clip(latent, 0, bits, symmetric) == ints
+            same = round_to_grid(latent, 0, bits, symmetric) == ints
             start = np.where(same, latent, start)
         self.weights[key] = nn.Parameter(torch.from_numpy(start))
         self._grid[key] = (scale, bits, symmetric)
@@ -152,12 +135,12 @@ class QATNetwork(nn.Module):
     def integers(self, layer: str) -> dict[str, np.ndarray]:
         """The quantized parameters of `layer` from the current parameters,
         with the quantizer's rules: round half up and clip to the bits
-        (B, C, bias symmetrically, see `round_clip`); lambda by `quantize_modes`
+        (B, C, bias symmetrically, see `round_to_grid`); lambda by `quantize_modes`
         (closest impulse response strictly inside the unit circle)."""
         l = self.graph.layer(layer)
         k = _key(layer) + "__"
         w = {n: self.weights[k + n].detach().cpu().numpy() for n in _NAMES[l.op]}
-        q = {n: round_clip(w[n], 0, self._grid[k + n][1], self._grid[k + n][2]) for n in w if not n.startswith("lam")}
+        q = {n: round_to_grid(w[n], 0, self._grid[k + n][1], self._grid[k + n][2]) for n in w if not n.startswith("lam")}
         if l.op == "qaffine":
             return {"weight": q["weight"], "bias_mant": q["bias"]}
         scale, bits, _ = self._grid[k + "lam_re"]
@@ -224,7 +207,7 @@ class QATNetwork(nn.Module):
             T = ins[0].shape[1]
             ell = torch.arange(T, dtype=torch.float64)
             k = (cb[..., None] * torch.exp(torch.log(lam)[..., None] * ell)).real.sum(dim=1)  # (H, T)
-            y = _causal_conv(ins[0], k) + ins[0] * p["D"] + p["bias"]
+            y = causal_conv(ins[0].transpose(1, 2), k).transpose(1, 2) + ins[0] * p["D"] + p["bias"]
         elif l.op == "qadd":
             y = ins[0] + ins[1]
         elif l.op == "relu":
@@ -238,11 +221,9 @@ class QATNetwork(nn.Module):
     # -- export ------------------------------------------------------------------------
     def export(self, path: "str | os.PathLike | None" = None, opset: int = 18) -> onnx.ModelProto:
         """ONNX of the current integers with their grids (see module doc)."""
-        from s4dc.torch.onnx_export import _write_atomic
-
         proto = _QATWriter(self, opset).write()
         if path is not None:
-            _write_atomic(proto, Path(path))
+            write_atomic(path, lambda f: f.write(proto.SerializeToString()))
         return proto
 
 
