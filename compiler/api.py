@@ -15,7 +15,7 @@ from s4dc import __version__
 from s4dc.frontend import Frontend
 from s4dc.ir.graph import Graph
 from s4dc.network import NET_FORMAT, NET_FORMAT_VERSION, Network
-from s4dc.onnx_prep import opset_of, prepare, read_model
+from s4dc.frontend.onnx_prep import opset_of, prepare, read_model
 from s4dc.errors import CalibrationError
 from s4dc.options import CompileOptions
 from s4dc.precision import read_config, widths_for

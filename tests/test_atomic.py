@@ -10,7 +10,7 @@ import pytest
 
 import s4dc
 from s4dc.atomic import umask_mode, write_atomic
-from s4dc.canonical import CanonicalModel
+from s4dc.frontend.canonical import CanonicalModel
 
 
 def _mode(p) -> int:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import s4dc
-from s4dc.canonical import CanonicalModel
+from s4dc.frontend.canonical import CanonicalModel
 from conftest import SCAN, TORCH, ort_run, rel_err
 
 TORCH_FORMS = [

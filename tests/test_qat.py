@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 import torch.nn as nn  # noqa: E402
 
 import s4dc  # noqa: E402
-from s4dc.canonical import CanonicalModel  # noqa: E402
+from s4dc.frontend.canonical import CanonicalModel  # noqa: E402
 from s4dc.errors import ExportError, GridError, UnsupportedPatternError  # noqa: E402
 from s4dc.torch import NS4D, export  # noqa: E402
 from s4dc.torch.qat import QATNetwork  # noqa: E402
@@ -126,7 +126,7 @@ def _discrete_model(lam: complex, state_exp: int | None, scale: float = 2.0 ** -
     proto = m.to_onnx()
     g = proto.graph
     from onnx import helper, numpy_helper
-    from s4dc.canonical import function_proto
+    from s4dc.frontend.canonical import function_proto
     vals = {"lam_re": [[lam.real]] * 2, "lam_im": [[lam.imag]] * 2, "B_re": [[0.5]] * 2, "B_im": [[0.0]] * 2,
             "C_re": [[0.25]] * 2, "C_im": [[0.0]] * 2, "D": [0.0] * 2, "bias": [0.0] * 2}
     for k, v in vals.items():

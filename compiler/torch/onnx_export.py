@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 
 from s4dc.atomic import write_atomic
-from s4dc.canonical import DOMAIN, function_proto
+from s4dc.frontend.canonical import DOMAIN, function_proto
 from s4dc.errors import ExportError
 from s4dc.targets.float_exec import causal_conv as causal_conv_np
 

@@ -40,7 +40,7 @@ import torch.nn as nn
 from onnx import TensorProto, helper, numpy_helper
 
 from s4dc.atomic import write_atomic
-from s4dc.canonical import DOMAIN, function_proto
+from s4dc.frontend.canonical import DOMAIN, function_proto
 from s4dc.errors import ExportError
 from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer

@@ -11,8 +11,8 @@ import onnx
 from onnx import helper
 
 from s4dc.errors import UnsupportedOpError, UnsupportedPatternError
-from s4dc.frontend import Frontend, where
-from s4dc.values import PROBE_BATCHES, Act, Const, Sym, Value
+from s4dc.frontend.lower import Frontend, where
+from s4dc.frontend.values import PROBE_BATCHES, Act, Const, Sym, Value
 
 Handler = Callable[[Frontend, onnx.NodeProto, list], list]
 HANDLERS: dict[tuple[str, str], Handler] = {}
@@ -327,7 +327,7 @@ def _quantize_linear(fe, node, ins):
     act = ins[0]
     scale = _const(fe, node, ins[1], "y_scale")
     zp = _const(fe, node, ins[2], "y_zero_point") if len(ins) > 2 and ins[2] is not None else np.zeros(1, np.uint8)
-    from s4dc.onnx_prep import qdq_hint
+    from s4dc.frontend.onnx_prep import qdq_hint
     fe.hints[node.output[0]] = qdq_hint(scale, zp, zp.dtype) or {"exp": None}
     return [act]
 
@@ -471,5 +471,5 @@ def _reduce_mean(fe, node, ins):
 
 
 # Register the handlers that live in their own modules.
-from s4dc import canonical as _canonical  # noqa: E402,F401
-from s4dc import scan_lowering as _scan  # noqa: E402,F401
+from s4dc.frontend import canonical as _canonical  # noqa: E402,F401
+from s4dc.frontend import scan_lowering as _scan  # noqa: E402,F401

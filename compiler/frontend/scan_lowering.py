@@ -16,9 +16,9 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from s4dc.errors import UnsupportedPatternError
-from s4dc.frontend import Frontend, where
-from s4dc.handlers import _attr, handles
-from s4dc.values import PROBE_BATCHES, Act, Const, Sym
+from s4dc.frontend.lower import Frontend, where
+from s4dc.frontend.handlers import _attr, handles
+from s4dc.frontend.values import PROBE_BATCHES, Act, Const, Sym
 
 MAX_PROBED_STATES = 4096  # the probe batch is S + H rows of S values each
 

@@ -36,9 +36,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from s4dc.errors import UnstableSystemError, UnsupportedPatternError
-from s4dc.frontend import Frontend, where
-from s4dc.handlers import _const, handles
-from s4dc.values import Act
+from s4dc.frontend.lower import Frontend, where
+from s4dc.frontend.handlers import _const, handles
+from s4dc.frontend.values import Act
 
 DOMAIN = "s4dc"
 OPS = {"S4D": "zoh", "S4DBilinear": "bilinear"}

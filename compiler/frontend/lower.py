@@ -1,6 +1,6 @@
 """ONNX -> IR. Walks the prepared graph node by node; every node that touches
 an activation goes to the handler registered for its op type
-(`s4dc.handlers`); nodes on constants only are evaluated."""
+(`s4dc.frontend.handlers`); nodes on constants only are evaluated."""
 from __future__ import annotations
 
 from typing import Any
@@ -14,8 +14,8 @@ from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
 from s4dc.ir.tensor import Tensor
 from s4dc.ir.verify import verify
-from s4dc.onnx_prep import eval_node, opset_of
-from s4dc.values import PROBE_BATCHES, Act, Const, Sym, Value
+from s4dc.frontend.onnx_prep import eval_node, opset_of
+from s4dc.frontend.values import PROBE_BATCHES, Act, Const, Sym, Value
 
 
 def where(node: onnx.NodeProto) -> str:
@@ -54,7 +54,7 @@ class Frontend:
 
     # -- walking --------------------------------------------------------
     def lower(self) -> Graph:
-        from s4dc.handlers import HANDLERS, unsupported
+        from s4dc.frontend.handlers import HANDLERS, unsupported
 
         g = self.model.graph
         for init in g.initializer:
