@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: all setup demo test bench bench-compile bench-accuracy bench-sim bench-place bench-report fixtures finetune clean
+.PHONY: all setup demo test bench bench-compile bench-accuracy bench-sim bench-place bench-report bench-cost fuzz fixtures finetune clean
 
 all: test
 
@@ -56,6 +56,15 @@ finetune: $(STAMP) $(FASHION)
 
 bench-place: $(STAMP)
 	$(PY) benchmarks/placement.py
+
+# The cost model against published Loihi 2 measurements (docs/hardware_model.md).
+bench-cost: $(STAMP)
+	$(PY) benchmarks/cost.py
+
+# Malformed models and run inputs, mutated from the shipped ones (seeded):
+# every case must compile or end in an S4dcError, none may hang.
+fuzz: $(STAMP)
+	$(PY) benchmarks/fuzz.py --cases 10000
 
 bench-report: $(STAMP) chromium
 	$(PY) benchmarks/report_load.py

@@ -16,6 +16,7 @@ import numpy as np
 from s4dc import __version__
 from s4dc.atomic import write_atomic
 from s4dc.errors import InputDataError, S4dcError
+from s4dc.options import cli_fields, default_of, flag_of
 
 
 def _compile_parser() -> argparse.ArgumentParser:
@@ -23,28 +24,24 @@ def _compile_parser() -> argparse.ArgumentParser:
                                 "Other commands: 's4dc run OUT/ X.npy -o Y.npy'.")
     p.add_argument("model", help="ONNX model file")
     p.add_argument("-o", "--out", required=True, help="output folder (written atomically)")
-    p.add_argument("--float", dest="float_only", action="store_true",
-                   help="skip quantization: a float network (run by the float executor)")
-    p.add_argument("--calibration", help=".npz with key 'x' shaped like the model input, for quantization "
-                   "(default: synthetic standard-normal sequences)")
-    p.add_argument("--config", help="precision config, JSON or YAML (hls4ml style: Model / LayerName)")
-    p.add_argument("--seq-len", type=int, help="time length, for models whose time axis is dynamic")
-    p.add_argument("--fit-tol", type=float, default=1e-5,
-                   help="kernel fit: max relative L2 error per channel (default 1e-5)")
-    p.add_argument("--max-modes", type=int, default=64,
-                   help="kernel fit: max complex modes per channel (default 64)")
-    p.add_argument("--cond-max", type=float, default=1e8,
-                   help="diagonalize: max eigenvector condition number (default 1e8)")
-    p.add_argument("--verify", action="store_true", help="check every pass numerically against the frontend")
-    p.add_argument("--hardware", help="hardware model file (JSON; docs/hardware_model.md)")
-    p.add_argument("--chips", type=int, help="chips in the system (default: the hardware model's, 1)")
-    p.add_argument("--seed", type=int, default=0, help="placement search seed (default 0)")
-    p.add_argument("--place-budget", type=float, default=30.0,
-                   help="placement search budget, deterministic units of about 1 s (default 30)")
-    p.add_argument("--no-place", action="store_true", help="skip partitioning and placement")
+    add_option_flags(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("--version", action="version", version=f"s4dc {__version__}")
     return p
+
+
+def add_option_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per CompileOptions field, with its default and help from there."""
+    for f in cli_fields():
+        flag, default, meta = flag_of(f), default_of(f), f.metadata
+        if isinstance(default, bool):
+            p.add_argument(flag, dest=f.name, action="store_false" if default else "store_true",
+                           help=meta["help"])
+            continue
+        kind = {"int | None": int, "float | None": float, "int": int, "float": float}.get(str(f.type), str)
+        shown = f" (default {default})" if default is not None else ""
+        p.add_argument(flag, dest=f.name, type=kind, default=default, choices=meta.get("choices"),
+                       metavar=meta.get("metavar"), help=meta["help"] + shown)
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -80,11 +77,7 @@ def _compile(a: argparse.Namespace) -> int:
 
     say = (lambda m: None) if a.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
-    net = s4dc.compile(a.model, progress=say, float_only=a.float_only, calibration=a.calibration,
-                       config=a.config, seq_len=a.seq_len, fit_tol=a.fit_tol,
-                       max_modes=a.max_modes, cond_max=a.cond_max, verify_numerics=a.verify,
-                       place=not a.no_place, hardware=a.hardware, chips=a.chips, place_seed=a.seed,
-                       place_budget=a.place_budget)
+    net = s4dc.compile(a.model, progress=say, **{f.name: getattr(a, f.name) for f in cli_fields()})
     out = net.save(a.out)
     if not a.quiet:
         print(_summary(net, out, time.perf_counter() - t0))
