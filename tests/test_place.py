@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from s4dc.passes import place as PL
 from s4dc.passes.partition import partition
+from s4dc.passes.placement.lower_bound import lower_bound
+from s4dc.passes.placement.problem import Problem
+from s4dc.passes.placement.unbounded_mesh import exact_cost, star_cost, two_hub_min
 from s4dc.passes.place import place, placement_json, strip_timing, summary
 from s4dc.targets.loihi2.hardware import PlacementError, ResourceError, load_spec
 
@@ -91,7 +93,7 @@ def _tiny_chain(spec: dict):
     return partition(g, spec)
 
 
-def _brute_force_traffic(prob: PL._Problem) -> float:
+def _brute_force_traffic(prob: Problem) -> float:
     n = prob.n
     perms = np.array(list(itertools.permutations(range(prob.M), n)), dtype=np.int64)
     total = np.zeros(len(perms))
@@ -107,8 +109,8 @@ def test_lower_bound_never_beats_the_optimum(mesh, chips):
     P = _tiny_chain(spec.to_json())
     assert P.n_parts == 8 and [p.layer for p in P.parts].count("s4d_0") == 2
     K = -(-P.n_parts // spec.cores_per_chip)
-    prob = PL._Problem(P, spec, K)
-    lb = PL.lower_bound(prob)
+    prob = Problem(P, spec, K)
+    lb = lower_bound(prob)
     assert "chain_windows" in lb["detail"]          # the chain-of-hubs bound was computed
     if chips > 1:
         assert lb["components"]["chip_crossings"] > 0
@@ -131,13 +133,13 @@ def test_exact_group_costs_match_brute_force():
     cost = {c: [sum(w * d(c, h) for w, h in zip(ws, hubs)) for ws, _ in classes] for c in cells}
     best = min(cost[a][0] + cost[b][0] + cost[c][1]
                for a, b, c in itertools.permutations(cells, 3))
-    assert PL._exact_cost(hubs, classes, 1.0) == pytest.approx(best)
+    assert exact_cost(hubs, classes, 1.0) == pytest.approx(best)
     # free hubs: the enumeration over hub offsets
     leaves = [((2.0, 2.0), 3)]
-    brute = min(PL._exact_cost([(0, 0), (dx, dy)], leaves, 1.0) + 5 * (abs(dx) + abs(dy))
+    brute = min(exact_cost([(0, 0), (dx, dy)], leaves, 1.0) + 5 * (abs(dx) + abs(dy))
                 for dx in range(-4, 5) for dy in range(-4, 5) if (dx, dy) != (0, 0))
-    assert PL._two_hub_min(leaves, 5.0, 1.0) == pytest.approx(brute)
-    assert PL._star([4, 1, 1, 1, 1, 1]) == 4 + 1 + 1 + 1 + 2 + 2
+    assert two_hub_min(leaves, 5.0, 1.0) == pytest.approx(brute)
+    assert star_cost([4, 1, 1, 1, 1, 1]) == 4 + 1 + 1 + 1 + 2 + 2
 
 
 def test_network_too_big_for_the_system():
