@@ -14,7 +14,7 @@ import onnx
 from s4dc import __version__
 from s4dc.frontend import Frontend
 from s4dc.ir.graph import Graph
-from s4dc.network import NET_FORMAT, NET_FORMAT_VERSION, Network
+from s4dc.network import NET_FORMAT, NET_FORMAT_VERSION, Network, check_time_length
 from s4dc.frontend.onnx_prep import opset_of, prepare, read_model
 from s4dc.errors import CalibrationError
 from s4dc.options import CompileOptions
@@ -41,6 +41,8 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
     say(f"reading {name}")
     prepared, hints = prepare(proto, opts.seq_len, name)
     graph = Frontend(prepared, name, hints).lower()
+    check_time_length(graph.meta.get("kernel_lengths", {}), int(graph.meta.get("time_steps") or 0), opts.strict,
+                      Path(name).name)  # conv kernels shorter than the time length: warn, or refuse (strict)
     log = PassLog([PassRecord("frontend", {"onnx_nodes": len(prepared.graph.node),
                                            "layers": len(graph.layers)}, time.perf_counter() - t0)])
     check = _NumericCheck(graph) if opts.verify_numerics else None
@@ -87,6 +89,7 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
                         for l in graph.output_layers],
         },
         "files": {"graph": "graph.json", "params": "params.npz", "timings": "timings.json"},
+        "kernel_lengths": dict(graph.meta.get("kernel_lengths", {})),  # taps per conv-form layer
     }
     if placement is not None:
         manifest["files"]["placement"] = "placement.json"

@@ -72,3 +72,38 @@ class ExportError(S4dcError):
 
 class GridError(S4dcError):
     """Values a model declares on the chip's grid (quantization-aware training) that are not on it."""
+
+
+class OutputError(S4dcError):
+    """An output path s4dc will not write: an existing file or a folder that is not
+    an s4dc output folder (without --force), or a location that cannot be written."""
+
+
+class SizeLimitError(S4dcError):
+    """A tensor the model would make beyond s4dc's size limit (refused before allocating it)."""
+
+
+class FunctionBodyError(S4dcError):
+    """A canonical s4dc function whose body does not compute what the op means."""
+
+
+class KernelLengthError(S4dcError):
+    """--strict: a time length beyond a convolution kernel's length."""
+
+
+class SaturationError(S4dcError):
+    """--strict: more saturated values than the warning threshold."""
+
+
+class InternalError(S4dcError):
+    """A bug in s4dc, caught at the boundary and reported with where it happened."""
+
+    exit_code = 3
+
+
+class KernelLengthWarning(UserWarning):
+    """A time length beyond a convolution kernel's length (see KernelLengthError)."""
+
+
+class SaturationWarning(UserWarning):
+    """Saturation beyond the warning threshold in a run."""

@@ -407,6 +407,9 @@ def _conv(fe, node, ins):
     t = fe.emit(node, "conv", [act.tensor], act.features, True,
                 params={"kernel": np.ascontiguousarray(kernel), "D": np.zeros(cout),
                         "bias": np.asarray(bias, np.float64)})
+    # Beyond k steps the realized state space follows the S4D, not this
+    # truncated kernel: compile and run say so (s4dc.network.check_time_length).
+    fe.graph.meta.setdefault("kernel_lengths", {})[t] = int(k)
     return [Act(t, act.axes, act.features, act.time)]
 
 

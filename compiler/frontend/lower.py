@@ -7,21 +7,16 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
-from s4dc.errors import InvalidWeightsError, ModelLoadError, UnsupportedPatternError
+from s4dc.errors import DynamicShapeError, InternalError, InvalidWeightsError, ModelLoadError, S4dcError, UnsupportedPatternError
 from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
 from s4dc.ir.tensor import Tensor
 from s4dc.ir.verify import verify
-from s4dc.frontend.onnx_prep import eval_node, opset_of
+from s4dc.frontend.onnx_prep import eval_checked, first_line, opset_of, tensor_array, where
 from s4dc.frontend.values import PROBE_BATCHES, Act, Const, Sym, Value
 
-
-def where(node: onnx.NodeProto) -> str:
-    """How error messages name an ONNX node."""
-    name = node.name or (node.output[0] if node.output else "?")
-    return f"node '{name}' ({node.op_type})"
+__all__ = ["Frontend", "where"]
 
 
 class Frontend:
@@ -58,7 +53,7 @@ class Frontend:
 
         g = self.model.graph
         for init in g.initializer:
-            arr = numpy_helper.to_array(init)
+            arr = tensor_array(init, f"initializer '{init.name}'")
             if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
                 reader = self.readers.get(init.name, [None])[0]
                 at = f" (read by {where(reader)})" if reader is not None else ""
@@ -74,9 +69,11 @@ class Frontend:
                 handler = HANDLERS.get((node.domain if node.domain != "ai.onnx" else "", node.op_type))
                 if handler is None:
                     raise unsupported(node)
-                outs = handler(self, node, ins)
+                outs = _guarded(handler, self, node, ins)
             else:
                 outs = self._evaluate(node, ins)
+            if len(outs) < len(node.output):  # a handler's short list: the rest is unused
+                outs = list(outs) + [None] * (len(node.output) - len(outs))
             for n, v in zip(node.output, outs):
                 if n:
                     self.values[n] = v
@@ -91,6 +88,10 @@ class Frontend:
             raise ModelLoadError(f"input '{inp.name}' must be floating point")
         dims = tt.shape.dim
         self.time = dims[1].dim_value
+        if self.time < 1:
+            raise DynamicShapeError(f"input '{inp.name}': time length (axis 1) is {self.time}; it must be >= 1")
+        if len(dims) == 3 and dims[2].HasField("dim_value") and dims[2].dim_value < 1:
+            raise UnsupportedPatternError(f"input '{inp.name}': the feature axis (2) has size {dims[2].dim_value}")
         if len(dims) == 3:
             if not dims[2].HasField("dim_value"):
                 raise UnsupportedPatternError(f"input '{inp.name}': the feature axis (2) must have a fixed size")
@@ -114,15 +115,26 @@ class Frontend:
                       attrs={"layout": layout, "onnx_name": o.name}, base=f"output_{o.name}")
 
     def _evaluate(self, node: onnx.NodeProto, ins: list[Value | None]) -> list[Value]:
-        try:
-            if any(isinstance(v, Sym) for v in ins):
-                runs = [eval_node(node, [None if v is None else v.values[k] if isinstance(v, Sym) else v.value
-                                         for v in ins], self.opset) for k in range(len(PROBE_BATCHES))]
-                return [Sym((a, b)) for a, b in zip(*runs)]
-            return [Const(v) for v in eval_node(node, [None if v is None else v.value for v in ins], self.opset)]
-        except Exception as e:
-            raise UnsupportedPatternError(f"{where(node)}: cannot evaluate on constants "
-                                          f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        if any(isinstance(v, Sym) for v in ins):
+            runs = [eval_checked(node, [None if v is None else v.values[k] if isinstance(v, Sym) else v.value
+                                        for v in ins], self.opset) for k in range(len(PROBE_BATCHES))]
+            return [Sym((a, b)) for a, b in zip(*runs)]
+        return [Const(v) for v in eval_checked(node, [None if v is None else v.value for v in ins], self.opset)]
+
+
+def _guarded(handler, fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
+    """Run a handler; what escapes it other than an S4dcError is a bug in
+    s4dc, reported as one line naming the node (the traceback stays chained
+    for --debug)."""
+    try:
+        return handler(fe, node, ins)
+    except S4dcError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as e:
+        raise InternalError(f"{where(node)}: internal error in s4dc while lowering it (a bug; please report it): "
+                            f"{type(e).__name__}: {first_line(e)}") from e
 
 
 def _clean(name: str) -> str:

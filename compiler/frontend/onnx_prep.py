@@ -16,12 +16,29 @@ import onnx
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from s4dc.errors import DynamicShapeError, ModelLoadError
+from s4dc.errors import DynamicShapeError, ModelLoadError, SizeLimitError, UnsupportedPatternError
 
 CANONICAL_DOMAIN = "s4dc"
+# The most elements s4dc lets one tensor have while reading a model (shape
+# inference, constant folding): 2^25 float64 values are 256 MiB. A corrupted
+# constant (e.g. 2147483647 feeding a ConstantOfShape) is refused here
+# instead of making onnx allocate gigabytes.
+MAX_ELEMENTS = 1 << 25
 # Ops whose value is not a function of their inputs: never fold them.
 _NO_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
             "Bernoulli"}
+
+
+def where(node: onnx.NodeProto) -> str:
+    """How error messages name an ONNX node."""
+    name = node.name or (node.output[0] if node.output else "?")
+    return f"node '{name}' ({node.op_type})"
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message as one line (its type when it has none)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def read_model(src: "str | Path | bytes | onnx.ModelProto") -> tuple[onnx.ModelProto, str, str]:
@@ -46,9 +63,56 @@ def read_model(src: "str | Path | bytes | onnx.ModelProto") -> tuple[onnx.ModelP
     try:
         onnx.checker.check_model(model)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelLoadError(f"{name}: ONNX checker rejected the model: {first}") from None
+        raise ModelLoadError(f"{name}: ONNX checker rejected the model: {first_line(e)}") from None
+    _check_tensors(model, name)
     return model, hashlib.sha256(data).hexdigest(), name
+
+
+def _check_tensors(model: onnx.ModelProto, name: str) -> None:
+    """Refuse initializers and Constant values whose data does not match their
+    declared type and shape (the checker does not look), before numpy reads them."""
+    for init in model.graph.initializer:
+        tensor_array(init, f"{name}: initializer '{init.name}'")
+    for node in model.graph.node:
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.TENSOR:
+                tensor_array(a.t, f"{name}: {where(node)}, attribute '{a.name}'")
+    if model.graph.sparse_initializer:
+        raise ModelLoadError(f"{name}: sparse initializer '{model.graph.sparse_initializer[0].values.name}' "
+                             "is not supported")
+
+
+def tensor_array(t: onnx.TensorProto, what: str) -> np.ndarray:
+    """`numpy_helper.to_array(t)`, checked: size limit, stored data, declared shape."""
+    dims = [int(d) for d in t.dims]
+    if any(d < 0 for d in dims):
+        raise ModelLoadError(f"{what}: negative dimension in shape {dims}")
+    count = int(np.prod(dims, dtype=object)) if dims else 1
+    if count > MAX_ELEMENTS:
+        raise SizeLimitError(f"{what}: shape {dims} has {count} elements, more than s4dc's limit of "
+                             f"{MAX_ELEMENTS}")
+    if t.data_location == onnx.TensorProto.EXTERNAL:
+        raise ModelLoadError(f"{what}: data stored in an external file; save the model with its data inside")
+    try:
+        np_type = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
+    except Exception:
+        raise ModelLoadError(f"{what}: unknown data type {t.data_type}") from None
+    if t.HasField("raw_data") and np_type.kind in "biufc" and t.data_type not in _PACKED_TYPES:
+        if len(t.raw_data) != count * np_type.itemsize:
+            raise ModelLoadError(f"{what}: {len(t.raw_data)} bytes of data for {count} values of "
+                                 f"{onnx.helper.tensor_dtype_to_string(t.data_type)} (shape {dims})")
+    try:
+        arr = numpy_helper.to_array(t)
+    except Exception as e:
+        raise ModelLoadError(f"{what}: data does not match its type and shape ({first_line(e)})") from None
+    if arr.size != count:
+        raise ModelLoadError(f"{what}: {arr.size} values for shape {dims}")
+    return arr
+
+
+# Sub-byte types pack several values per byte: their raw size is not count * itemsize.
+_PACKED_TYPES = {getattr(onnx.TensorProto, n) for n in ("INT4", "UINT4", "FLOAT4E2M1", "INT2", "UINT2")
+                 if hasattr(onnx.TensorProto, n)}
 
 
 def opset_of(model: onnx.ModelProto) -> int:
@@ -67,12 +131,33 @@ def prepare(model: onnx.ModelProto, seq_len: int | None, name: str
     if not 13 <= opset <= 21:
         raise ModelLoadError(f"{name}: opset {opset} is not supported (s4dc reads opsets 13 to 21)")
     _fix_time_length(model, seq_len, name)
-    try:
-        model = onnx.shape_inference.infer_shapes(model, check_type=True, data_prop=True)
-    except Exception as e:
-        raise ModelLoadError(f"{name}: ONNX shape inference failed: {str(e).splitlines()[0]}") from None
+    # Data propagation materializes the constants it propagates: run without
+    # it first (shapes only) and check what sizes the model asks for.
+    _check_sizes(_infer(model, name, data_prop=False), name)
+    model = _infer(model, name, data_prop=True)
+    _check_sizes(model, name)
     hints: dict[str, dict] = {}
     return fold_constants(model, hints), hints
+
+
+def _infer(model: onnx.ModelProto, name: str, data_prop: bool) -> onnx.ModelProto:
+    try:
+        return onnx.shape_inference.infer_shapes(model, check_type=True, data_prop=data_prop)
+    except Exception as e:
+        raise ModelLoadError(f"{name}: ONNX shape inference failed: {first_line(e)}") from None
+
+
+def _check_sizes(model: onnx.ModelProto, name: str) -> None:
+    """Refuse a value whose inferred static shape exceeds MAX_ELEMENTS."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    for vi in list(model.graph.value_info) + list(model.graph.output):
+        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim if d.HasField("dim_value")]
+        count = int(np.prod(dims, dtype=object)) if dims else 1
+        if count > MAX_ELEMENTS:
+            node = producer.get(vi.name)
+            at = where(node) if node is not None else f"value '{vi.name}'"
+            raise SizeLimitError(f"{name}: {at} makes a tensor of shape {dims} ({count} elements), more "
+                                 f"than s4dc's limit of {MAX_ELEMENTS}")
 
 
 def _inline_foreign_functions(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -115,6 +200,71 @@ def eval_node(node: onnx.NodeProto, inputs: list[np.ndarray | None], opset: int,
     return [np.asarray(v) for v in ev.run(None, feeds)]
 
 
+def eval_checked(node: onnx.NodeProto, inputs: list[np.ndarray | None], opset: int) -> list[np.ndarray]:
+    """`eval_node` for constant folding: refuses outputs beyond MAX_ELEMENTS
+    before allocating them, and turns the evaluator's failures into an error
+    naming the node."""
+    size = predicted_size(node, inputs)
+    if size is not None and size > MAX_ELEMENTS:
+        raise SizeLimitError(f"{where(node)}: would make a tensor of {size} elements, more than s4dc's "
+                             f"limit of {MAX_ELEMENTS}")
+    try:
+        outs = eval_node(node, inputs, opset)
+    except MemoryError:
+        raise SizeLimitError(f"{where(node)}: out of memory evaluating it on constants") from None
+    except Exception as e:
+        raise UnsupportedPatternError(f"{where(node)}: cannot evaluate on constants ({first_line(e)})") from None
+    if len(outs) < len([o for o in node.output if o]):
+        raise UnsupportedPatternError(f"{where(node)}: evaluating it on constants gave {len(outs)} outputs, "
+                                      f"it declares {len(node.output)}")
+    return outs
+
+
+def _ints(v: np.ndarray | None) -> list[int] | None:
+    if v is None:
+        return None
+    a = np.asarray(v)
+    if a.dtype.kind not in "iu" or a.ndim > 1:
+        return None
+    return [int(x) for x in a.reshape(-1)]
+
+
+def predicted_size(node: onnx.NodeProto, ins: list[np.ndarray | None]) -> int | None:
+    """Elements of the largest output of the ops whose output size comes from
+    input *values* (None: not one of them, or not known). Big inputs need no
+    check: they are already in memory."""
+    op = node.op_type
+    shape = _ints(ins[1]) if len(ins) > 1 else None
+    if op == "ConstantOfShape":
+        dims = _ints(ins[0]) if ins else None
+        return None if dims is None else _prod(dims)
+    if op == "Expand" and ins[0] is not None and shape is not None:
+        a = list(np.shape(ins[0]))
+        n = max(len(a), len(shape))
+        a, b = [1] * (n - len(a)) + a, [1] * (n - len(shape)) + shape
+        return _prod([max(x, y) for x, y in zip(a, b)])
+    if op == "Tile" and ins[0] is not None and shape is not None:
+        return _prod([d * max(r, 0) for d, r in zip(np.shape(ins[0]), shape)])
+    if op == "Pad" and ins[0] is not None and shape is not None:
+        r = np.ndim(ins[0])
+        return _prod([d + sum(shape[i::r][:2]) for i, d in enumerate(np.shape(ins[0]))]) if len(shape) == 2 * r \
+            else None
+    if op == "Range" and all(v is not None and np.size(v) == 1 for v in ins[:3]):
+        start, limit, delta = (float(np.asarray(v).reshape(-1)[0]) for v in ins[:3])
+        if delta == 0 or not all(np.isfinite([start, limit, delta])):
+            return MAX_ELEMENTS + 1 if delta == 0 else None
+        return max(int(np.ceil((limit - start) / delta)), 0)
+    if op == "OneHot" and ins[0] is not None and ins[1] is not None and np.size(ins[1]) == 1:
+        return int(np.size(ins[0])) * max(int(np.asarray(ins[1]).reshape(-1)[0]), 0)
+    if op in ("Resize", "Upsample", "Col2Im", "CenterCropPad"):
+        return MAX_ELEMENTS + 1  # sizes from scales: never folded (no model s4dc reads needs it)
+    return None
+
+
+def _prod(dims: list[int]) -> int:
+    return int(np.prod([max(int(d), 0) for d in dims], dtype=object)) if dims else 1
+
+
 def qdq_hint(scale: np.ndarray, zero_point: np.ndarray | None, dtype: np.dtype) -> dict | None:
     """What a QuantizeLinear/DequantizeLinear pair says about a tensor's grid:
     a per-tensor scale, zero point 0, integer width. None if it is not that."""
@@ -133,7 +283,7 @@ def fold_constants(model: onnx.ModelProto, hints: dict[str, dict] | None = None)
     training's weights) leaves a hint in `hints` under its output name."""
     opset = opset_of(model)
     g = model.graph
-    consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    consts: dict[str, np.ndarray] = initializer_arrays(model)
     kept: list[onnx.NodeProto] = []
     for node in g.node:
         foldable = (node.domain in ("", "ai.onnx") and node.op_type not in _NO_FOLD
@@ -144,7 +294,7 @@ def fold_constants(model: onnx.ModelProto, hints: dict[str, dict] | None = None)
             kept.append(node)
             continue
         ins = [consts[n] if n else None for n in node.input]
-        outs = eval_node(node, ins, opset)
+        outs = eval_checked(node, ins, opset)
         if node.op_type == "DequantizeLinear" and hints is not None:
             h = qdq_hint(ins[1], ins[2] if len(ins) > 2 else None, np.asarray(ins[0]).dtype)
             if h is not None:
@@ -177,4 +327,4 @@ def _names_used_in_subgraphs(nodes: list[onnx.NodeProto]) -> set[str]:
 
 
 def initializer_arrays(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    return {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return {i.name: tensor_array(i, f"initializer '{i.name}'") for i in model.graph.initializer}
