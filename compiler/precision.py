@@ -58,6 +58,6 @@ def widths_for(graph: Graph, doc: dict[str, Any], where: str = "precision config
     for name, d in (doc.get("LayerName") or {}).items():
         if name not in names:
             raise ConfigError(f"{where}: LayerName '{name}' is not a layer of this network; layers: "
-                              f"{', '.join(l.name for l in graph.layers if l.op in ('affine', 'ssm', 'add'))}")
+                              f"{', '.join(l.name for l in graph.layers if l.opdef.quantizable)}")
         out[name] = entry(d, f"LayerName '{name}'", default)
     return out

@@ -7,6 +7,7 @@ from typing import Iterator
 import networkx as nx
 
 from s4dc.ir.layer import Layer
+from s4dc.ir.ops import INPUT, OUTPUT, OpDef
 from s4dc.ir.tensor import Tensor
 
 
@@ -40,14 +41,20 @@ class Graph:
 
     @property
     def input_layer(self) -> Layer:
-        return next(l for l in self.layers if l.op == "input")
+        return next(l for l in self.layers if l.is_(INPUT))
 
     @property
     def output_layers(self) -> list[Layer]:
-        return [l for l in self.layers if l.op == "output"]
+        return [l for l in self.layers if l.is_(OUTPUT)]
 
-    def by_op(self, op: str) -> Iterator[Layer]:
-        return (l for l in self.layers if l.op == op)
+    def by_op(self, op: "OpDef | str") -> Iterator[Layer]:
+        name = op if isinstance(op, str) else op.name
+        return (l for l in self.layers if l.op == name)
+
+    def on_chip(self, layer: Layer) -> bool:
+        """Runs on Loihi 2 cores: an on-chip op on a sequence (after a time
+        readout, layers run on the host)."""
+        return layer.opdef.on_chip and self.tensors[layer.output].sequence
 
     def unique_name(self, base: str) -> str:
         taken = {l.name for l in self.layers} | set(self.tensors)
@@ -80,7 +87,7 @@ class Graph:
         removed = 0
         while True:
             used = {t for l in self.layers for t in l.inputs}
-            dead = [l for l in self.layers if l.op not in ("output", "input") and l.output not in used]
+            dead = [l for l in self.layers if not l.opdef.structural and l.output not in used]
             if not dead:
                 return removed
             for l in dead:
@@ -108,9 +115,6 @@ class Graph:
         for l in self.layers:
             t = self.tensors[l.output]
             shape = f"{t.features}{' x T' if t.sequence else ''}"
-            extra = ""
-            if l.op == "ssm":
-                a = l.params["A"]
-                extra = f" {l.attrs['form']}/{l.attrs['time']} N={a.shape[1]}"
+            extra = l.opdef.describe(l)
             lines.append(f"{l.name:<24} {l.op:<8} {','.join(l.inputs):<28} -> {shape}{extra}")
         return "\n".join(lines)

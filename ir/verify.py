@@ -5,7 +5,7 @@ import networkx as nx
 
 from s4dc.errors import IRVerificationError
 from s4dc.ir.graph import Graph
-from s4dc.ir.ops import RULES
+from s4dc.ir.ops import INPUT, OPS
 
 
 def verify(graph: Graph) -> Graph:
@@ -13,7 +13,7 @@ def verify(graph: Graph) -> Graph:
     Returns the graph so calls can be chained."""
     names: set[str] = set()
     written: set[str] = set()
-    inputs = [l for l in graph.layers if l.op == "input"]
+    inputs = [l for l in graph.layers if l.is_(INPUT)]
     if len(inputs) != 1:
         raise IRVerificationError(f"graph '{graph.name}': needs exactly one input layer, has {len(inputs)}")
     if not graph.output_layers:
@@ -22,7 +22,7 @@ def verify(graph: Graph) -> Graph:
         if layer.name in names:
             raise IRVerificationError(f"graph '{graph.name}': duplicate layer name '{layer.name}'")
         names.add(layer.name)
-        if layer.op not in RULES:
+        if layer.op not in OPS:
             raise IRVerificationError(f"{layer.where()}: unknown op '{layer.op}'")
         for t in layer.inputs:
             if t not in written:
@@ -32,7 +32,7 @@ def verify(graph: Graph) -> Graph:
         out = graph.tensors.get(layer.output)
         if out is None:
             raise IRVerificationError(f"{layer.where()}: output tensor '{layer.output}' is not declared")
-        features, sequence = RULES[layer.op](layer, [graph.tensors[t] for t in layer.inputs])
+        features, sequence = OPS[layer.op].infer(layer, [graph.tensors[t] for t in layer.inputs])
         if (out.features, out.sequence) != (features, sequence):
             raise IRVerificationError(
                 f"{layer.where()}: output '{out.name}' declared ({out.features}, seq={out.sequence}), "

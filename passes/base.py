@@ -1,26 +1,117 @@
-"""Passes and flows.
+"""Passes, their context, their declared requirements, and flows.
 
-A pass is `apply(graph, options) -> (graph, changes)`: it returns a new graph
+A pass is `apply(graph, ctx) -> (graph, changes)`: it returns a new graph
 (the input is left alone) and a small JSON-able dict saying what it changed.
-`run_flow` runs a named list of passes, verifies the graph after each one and
-keeps a log, as FINN's step list and hls4ml's named flows do.
+It is registered with the graph properties it requires (TVM's
+`PassInfo.required`, hls4ml's `Flow(requires=)`), and every call checks
+them first: a pass never runs on a graph it was not written for (the
+quantizer on an unfolded state space would double its output). `run_flow`
+runs a named list of passes, verifies the graph after each one and keeps a
+log, as FINN's step list and hls4ml's named flows do.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable
 
+import numpy as np
+
+from s4dc.errors import S4dcError
 from s4dc.ir.graph import Graph
+from s4dc.ir.layer import Layer
+from s4dc.ir.ops import CONV, SSM
 from s4dc.ir.verify import verify
+from s4dc.options import CompileOptions
+from s4dc.registry import Registry
 
-PassFn = Callable[[Graph, Any], "tuple[Graph, dict[str, Any]]"]
-PASSES: dict[str, PassFn] = {}
+
+class PassPreconditionError(S4dcError):
+    """A pass was given a graph without a property it requires."""
 
 
-def register(name: str) -> Callable[[PassFn], PassFn]:
+@dataclass
+class PassContext:
+    """What passes read besides the graph: the compile options and what
+    the compile gathered for them (calibration inputs, per-layer widths)."""
+
+    options: CompileOptions = field(default_factory=CompileOptions)
+    calibration_x: np.ndarray | None = None  # (n, time, features) float, for quantization
+    precision: dict[str, Any] | None = None  # layer name (or "__default__") -> BitWidths
+    progress: Callable[[str], None] = field(default=lambda msg: None, repr=False)
+    # What mapping steps leave for the compile to write (placement.json's document).
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def coerce(cls, ctx: Any) -> "PassContext":
+        """A PassContext from what a caller passed: itself, None (defaults),
+        or any object with some of the context's or the options' names as
+        attributes (tests and scripts pass a SimpleNamespace)."""
+        if isinstance(ctx, PassContext):
+            return ctx
+        if ctx is None:
+            return cls()
+        opt_names = {f.name for f in fields(CompileOptions)}
+        given = {k: v for k, v in vars(ctx).items() if k in opt_names}
+        return cls(options=replace(CompileOptions(), **given), calibration_x=getattr(ctx, "calibration_x", None),
+                   precision=getattr(ctx, "precision", None))
+
+
+# --- graph properties a pass can require -------------------------------------------
+# Each returns the first layer that breaks the property and why, or None.
+Check = Callable[[Graph], "tuple[Layer, str] | None"]
+PROPERTIES: Registry[Check] = Registry("graph property")
+
+
+def _first(graph: Graph, bad: Callable[[Layer], bool], why: str) -> tuple[Layer, str] | None:
+    return next(((l, why) for l in graph.layers if bad(l)), None)
+
+
+PROPERTIES.add("realized", lambda g: _first(
+    g, lambda l: l.is_(CONV), "is a convolution (the realize pass turns it into a state space)"))
+PROPERTIES.add("diagonal", lambda g: _first(
+    g, lambda l: l.is_(SSM) and l.attrs.get("form") != "diagonal", "has a dense state matrix (diagonalize first)"))
+PROPERTIES.add("discrete", lambda g: _first(
+    g, lambda l: l.is_(SSM) and l.attrs.get("time") != "discrete", "is continuous-time (discretize first)"))
+PROPERTIES.add("folded", lambda g: _first(
+    g, lambda l: l.is_(SSM) and not l.attrs.get("folded"),
+    "keeps both modes of each conjugate pair (fold_conjugates first)"))
+PROPERTIES.add("float", lambda g: _first(g, lambda l: l.opdef.quantized, "is already quantized"))
+PROPERTIES.add("quantized", lambda g: _first(
+    g, lambda l: g.on_chip(l) and l.opdef.quantizable, "is an on-chip float layer (quantize first)"))
+
+
+PassFn = Callable[[Graph, PassContext], "tuple[Graph, dict[str, Any]]"]
+
+
+@dataclass(frozen=True)
+class PassInfo:
+    name: str
+    fn: PassFn
+    requires: tuple[str, ...] = ()
+
+    def check(self, graph: Graph) -> None:
+        for prop in self.requires:
+            broken = PROPERTIES[prop](graph)
+            if broken is not None:
+                layer, why = broken
+                raise PassPreconditionError(f"pass '{self.name}' needs a {prop} graph: {layer.where()} {why}")
+
+    def __call__(self, graph: Graph, ctx: Any = None) -> tuple[Graph, dict[str, Any]]:
+        self.check(graph)
+        return self.fn(graph, PassContext.coerce(ctx))
+
+
+PASSES: Registry[PassInfo] = Registry("pass")
+
+
+def register(name: str, requires: tuple[str, ...] = ()) -> Callable[[PassFn], PassFn]:
+    for prop in requires:
+        if prop not in PROPERTIES:
+            raise KeyError(f"pass '{name}' requires unknown property '{prop}'")
+
     def deco(fn: PassFn) -> PassFn:
-        PASSES[name] = fn
+        PASSES.add(name, PassInfo(name, fn, tuple(requires)))
         return fn
     return deco
 
@@ -51,13 +142,14 @@ class PassLog:
         return out
 
 
-def run_flow(graph: Graph, names: list[str], options: Any, log: PassLog | None = None,
+def run_flow(graph: Graph, names: list[str], ctx: Any = None, log: PassLog | None = None,
              after_each: Callable[[str, Graph], dict[str, Any] | None] | None = None) -> tuple[Graph, PassLog]:
     log = log if log is not None else PassLog()
+    ctx = PassContext.coerce(ctx)
     verify(graph)
     for name in names:
         t0 = time.perf_counter()
-        graph, changes = PASSES[name](graph, options)
+        graph, changes = PASSES[name](graph, ctx)
         verify(graph)
         seconds = time.perf_counter() - t0
         if after_each is not None:

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from s4dc.ir.graph import Graph
+from s4dc.ir.ops import ADD, AFFINE, INPUT, OUTPUT
 
-from s4dc.passes.base import register
+from s4dc.passes.base import PassContext, register
 
 
 def _is_diag(w: np.ndarray) -> bool:
@@ -24,10 +25,10 @@ def _is_diag(w: np.ndarray) -> bool:
 
 
 def _drop_identity(g: Graph) -> int:
-    for l in g.by_op("affine"):
+    for l in g.by_op(AFFINE):
         w = l.params["weight"]
         if w.shape[0] == w.shape[1] and np.array_equal(w, np.eye(w.shape[0])) and not l.params["bias"].any():
-            if any(c.op == "output" for c in g.consumers(l.output)) and g.producer(l.inputs[0]).op == "input":
+            if any(c.is_(OUTPUT) for c in g.consumers(l.output)) and g.producer(l.inputs[0]).is_(INPUT):
                 continue  # keep input -> output models well formed
             g.rewire(l.output, l.inputs[0])
             g.remove(l)
@@ -36,9 +37,9 @@ def _drop_identity(g: Graph) -> int:
 
 
 def _fuse_affines(g: Graph) -> int:
-    for second in g.by_op("affine"):
+    for second in g.by_op(AFFINE):
         first = g.producer(second.inputs[0])
-        if first is None or first.op != "affine" or len(g.consumers(first.output)) != 1:
+        if first is None or not first.is_(AFFINE) or len(g.consumers(first.output)) != 1:
             continue
         if g.tensors[first.output].fmt is not None:
             continue  # a trained grid between them: the rounding there is part of the network
@@ -56,11 +57,11 @@ def _fuse_affines(g: Graph) -> int:
 
 
 def _fold_skip(g: Graph) -> int:
-    for add in g.by_op("add"):
+    for add in g.by_op(ADD):
         for i in (0, 1):
             sys_l = g.producer(add.inputs[i])
             other = add.inputs[1 - i]
-            if sys_l is None or sys_l.op not in ("ssm", "conv") or len(g.consumers(sys_l.output)) != 1:
+            if sys_l is None or not sys_l.opdef.direct_term or len(g.consumers(sys_l.output)) != 1:
                 continue
             if g.tensors[sys_l.output].fmt is not None:
                 continue  # a trained grid on the ssm output: the add happens after its rounding
@@ -68,7 +69,7 @@ def _fold_skip(g: Graph) -> int:
             skip = g.producer(other)
             if other == u:
                 d, b = np.ones(g.tensors[u].features), 0.0
-            elif skip is not None and skip.op == "affine" and skip.inputs[0] == u and _is_diag(skip.params["weight"]):
+            elif skip is not None and skip.is_(AFFINE) and skip.inputs[0] == u and _is_diag(skip.params["weight"]):
                 d, b = np.diag(skip.params["weight"]), skip.params["bias"]
             else:
                 continue
@@ -82,7 +83,7 @@ def _fold_skip(g: Graph) -> int:
 
 
 @register("canonicalize")
-def apply(graph: Graph, options: Any) -> tuple[Graph, dict[str, Any]]:
+def apply(graph: Graph, ctx: PassContext) -> tuple[Graph, dict[str, Any]]:
     g = graph.copy()
     counts = {"identity_dropped": 0, "affines_fused": 0, "skips_folded": 0, "dead_removed": 0}
     while True:

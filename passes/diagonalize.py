@@ -12,17 +12,18 @@ import numpy as np
 
 from s4dc.errors import IllConditionedError
 from s4dc.ir.graph import Graph
-from s4dc.passes.base import register
+from s4dc.passes.base import PassContext, register
+from s4dc.ir.ops import SSM
 from s4dc.passes.discretize import check_stable
 
 
 @register("diagonalize")
-def apply(graph: Graph, options: Any) -> tuple[Graph, dict[str, Any]]:
-    cond_max = float(getattr(options, "cond_max", 1e8))
+def apply(graph: Graph, ctx: PassContext) -> tuple[Graph, dict[str, Any]]:
+    cond_max = float(ctx.options.cond_max)
     g = graph.copy()
     done: dict[str, float] = {}
     for l in g.layers:
-        if l.op != "ssm" or l.attrs["form"] != "dense":
+        if not l.is_(SSM) or l.attrs["form"] != "dense":
             continue
         A, B, C = l.params["A"], l.params["B"], l.params["C"]
         lam, V = np.linalg.eig(A)

@@ -13,7 +13,8 @@ from s4dc.errors import UnstableSystemError
 from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
 from s4dc.ir.ssm import discrete_ssm
-from s4dc.passes.base import register
+from s4dc.passes.base import PassContext, register
+from s4dc.ir.ops import SSM
 
 
 def check_stable(layer: Layer, lam: np.ndarray, what: str = "eigenvalue") -> None:
@@ -27,11 +28,11 @@ def check_stable(layer: Layer, lam: np.ndarray, what: str = "eigenvalue") -> Non
 
 
 @register("discretize")
-def apply(graph: Graph, options: Any) -> tuple[Graph, dict[str, Any]]:
+def apply(graph: Graph, ctx: PassContext) -> tuple[Graph, dict[str, Any]]:
     g = graph.copy()
     done = []
     for l in g.layers:
-        if l.op != "ssm" or l.attrs["time"] != "continuous":
+        if not l.is_(SSM) or l.attrs["time"] != "continuous":
             continue
         if np.any(l.params["A"].real >= 0):
             h = int(np.argwhere(l.params["A"].real >= 0)[0][0])

@@ -14,7 +14,8 @@ import numpy as np
 
 from s4dc.errors import IRVerificationError
 from s4dc.ir.graph import Graph
-from s4dc.passes.base import register
+from s4dc.passes.base import PassContext, register
+from s4dc.ir.ops import SSM
 
 
 def _fold_channel(lam, b, c, where: str, h: int):
@@ -35,12 +36,12 @@ def _fold_channel(lam, b, c, where: str, h: int):
     return lam_f, b_f, c_f
 
 
-@register("fold_conjugates")
-def apply(graph: Graph, options: Any) -> tuple[Graph, dict[str, Any]]:
+@register("fold_conjugates", requires=("diagonal",))
+def apply(graph: Graph, ctx: PassContext) -> tuple[Graph, dict[str, Any]]:
     g = graph.copy()
     done: dict[str, list[int]] = {}
     for l in g.layers:
-        if l.op != "ssm" or l.attrs["form"] != "diagonal" or l.attrs.get("folded"):
+        if not l.is_(SSM) or l.attrs["form"] != "diagonal" or l.attrs.get("folded"):
             continue
         A, B, C = l.params["A"], l.params["B"], l.params["C"]
         parts = [_fold_channel(A[h], B[h], C[h], l.where(), h) for h in range(A.shape[0])]

@@ -25,15 +25,18 @@ decodes them); `sink_readout` moves affines in front of readouts first.
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
 from s4dc.errors import GridError, S4dcError
 from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
+from s4dc.ir.ops import INPUT, QADD, QAFFINE, QSSM, RELU
 from s4dc.ir.tensor import FixedPoint
-from s4dc.passes.base import register
+from s4dc.passes.base import PassContext, PassPreconditionError, register
+from s4dc.registry import Registry
 from s4dc.targets.float_exec import FloatExecutor
 from s4dc.targets.loihi2.numerics import BIAS_BITS, MESSAGE_BITS, BitWidths, qmax
 
@@ -107,7 +110,62 @@ def quantize_modes(lam: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _fusable_relu(g: Graph, l: Layer) -> Layer | None:
     readers = g.consumers(l.output)
-    return readers[0] if len(readers) == 1 and readers[0].op == "relu" else None
+    return readers[0] if len(readers) == 1 and readers[0].is_(RELU) else None
+
+
+@dataclass
+class Site:
+    """What a quantization rule gets for one layer: its widths, the chosen
+    output exponent (from the calibrated peak and margin, or a trained
+    grid), the exponents of its inputs, and the calibration statistics."""
+
+    bw: BitWidths
+    e_out: int
+    e_ins: list[int]
+    relu: bool              # a following ReLU is fused into this layer
+    preset: int | None      # the output exponent quantization-aware training fixed
+    margin: float
+    peaks: dict[str, float]
+    states: dict[str, np.ndarray]
+
+
+# Float op -> the rule that rewrites one layer of it in place as its integer
+# op; returns the output tensor's exponent.
+QuantRule = Callable[[Layer, Site], int]
+RULES: Registry[QuantRule] = Registry("quantization rule")
+
+
+@RULES.register("relu")
+def _q_relu(l: Layer, s: Site) -> int:
+    return s.e_ins[0]  # a ReLU alone keeps its input's grid
+
+
+@RULES.register("affine")
+def _q_affine(l: Layer, s: Site) -> int:
+    bw, w = s.bw, l.params["weight"]
+    qat = l.attrs.get("qat") or {}
+    if qat.get("weight_exp") is not None and qat["weight_bits"] <= bw.weight:
+        e_w = qat["weight_exp"]  # the trained grid: integers reproduced exactly
+    else:
+        e_w = _weight_exp(w, bw.weight)
+    bm, be = _bias(l.params["bias"], s.e_out)
+    l.op = QAFFINE.name
+    l.params = {"weight": _quant(w, e_w, bw.weight), "bias_mant": bm}
+    l.attrs = {"shift": s.e_out - e_w - s.e_ins[0], "bias_exp": be, "weight_exp": e_w,
+               "relu": s.relu, "bits": bw.to_json()}
+    return s.e_out
+
+
+@RULES.register("ssm")
+def _q_ssm(l: Layer, s: Site) -> int:
+    return _ssm(l, s.e_ins[0], s.peaks, s.states[l.name], s.bw, s.margin, s.relu, s.preset)
+
+
+@RULES.register("add")
+def _q_add(l: Layer, s: Site) -> int:
+    l.op = QADD.name
+    l.attrs = {"shift_a": s.e_out - s.e_ins[0], "shift_b": s.e_out - s.e_ins[1], "bits": s.bw.to_json()}
+    return s.e_out
 
 
 def build(graph: Graph, peaks: dict[str, float], states: dict[str, np.ndarray],
@@ -121,39 +179,20 @@ def build(graph: Graph, peaks: dict[str, float], states: dict[str, np.ndarray],
         _exp_for(peaks[inp.output], MESSAGE_BITS, margin)
     inp.attrs["exp"] = exps[inp.output]
     for l in list(g.layers):
-        if l.name not in on_chip or l.op in ("input", "output"):
+        if l.name not in on_chip or l.opdef.structural:
             continue
+        rule = RULES.get(l.op)
+        if rule is None:
+            raise S4dcError(f"{l.where()}: cannot quantize op '{l.op}'")
         bw = widths.get(l.name, widths["__default__"])
-        relu = _fusable_relu(g, l) if l.op in ("affine", "ssm") else None
-        if l.op == "relu":
-            exps[l.output] = exps[l.inputs[0]]
-            continue
+        relu = _fusable_relu(g, l) if l.opdef.fuses_relu else None
         e_out = _exp_for(peaks[l.output], bw.message, margin)
         preset = _preset(g, relu.output) if relu is not None else None
         preset = _preset(g, l.output) if preset is None else preset
         if preset is not None:  # a QDQ grid from quantization-aware training
             e_out = preset
-        if l.op == "affine":
-            e_in = exps[l.inputs[0]]
-            w = l.params["weight"]
-            qat = l.attrs.get("qat") or {}
-            if qat.get("weight_exp") is not None and qat["weight_bits"] <= bw.weight:
-                e_w = qat["weight_exp"]  # the trained grid: integers reproduced exactly
-            else:
-                e_w = _weight_exp(w, bw.weight)
-            bm, be = _bias(l.params["bias"], e_out)
-            l.op = "qaffine"
-            l.params = {"weight": _quant(w, e_w, bw.weight), "bias_mant": bm}
-            l.attrs = {"shift": e_out - e_w - e_in, "bias_exp": be, "weight_exp": e_w,
-                       "relu": relu is not None, "bits": bw.to_json()}
-        elif l.op == "ssm":
-            e_out = _ssm(l, exps[l.inputs[0]], peaks, states[l.name], bw, margin, relu is not None, preset)
-        elif l.op == "add":
-            e_a, e_b = exps[l.inputs[0]], exps[l.inputs[1]]
-            l.op = "qadd"
-            l.attrs = {"shift_a": e_out - e_a, "shift_b": e_out - e_b, "bits": bw.to_json()}
-        else:
-            raise S4dcError(f"{l.where()}: cannot quantize op '{l.op}'")
+        e_out = rule(l, Site(bw, e_out, [exps[i] for i in l.inputs], relu is not None, preset, margin,
+                             peaks, states))
         exps[l.output] = e_out
         if relu is not None:  # the neuron applies the ReLU; drop the separate layer
             g.rewire(relu.output, l.output)
@@ -211,7 +250,7 @@ def _ssm(l: Layer, e_u: int, peaks: dict[str, float], state_peak: np.ndarray, bw
         arr[dead] = 0
     e_d = _weight_exp(D, bw.weight)
     bm, be = _bias(p["bias"], e_y)
-    l.op = "qssm"
+    l.op = QSSM.name
     l.params = {"a_re": a_re, "a_im": a_im, "b_re": b_re, "b_im": b_im, "c_re": c_re, "c_im": c_im,
                 "b_shift": b_shift.astype(np.int64), "c_shift": c_shift.astype(np.int64),
                 "d": _quant(D, e_d, bw.weight), "bias_mant": bm}
@@ -241,12 +280,14 @@ def calibrate(graph: Graph, x: np.ndarray) -> tuple[dict[str, float], dict[str, 
     return peaks, states, tr
 
 
-@register("quantize")
-def apply(graph: Graph, options: Any) -> tuple[Graph, dict[str, Any]]:
+@register("quantize", requires=("float", "realized", "diagonal", "discrete", "folded"))
+def apply(graph: Graph, ctx: PassContext) -> tuple[Graph, dict[str, Any]]:
     from s4dc.targets.fixed_sim import FixedSimulator
 
-    x = options.calibration_x
-    widths: dict[str, BitWidths] = options.precision
+    if ctx.calibration_x is None or ctx.precision is None:
+        raise PassPreconditionError("pass 'quantize' needs calibration inputs and bit widths in its context")
+    x = ctx.calibration_x
+    widths: dict[str, BitWidths] = ctx.precision
     for name, bw in widths.items():
         bw.check("precision config" + ("" if name == "__default__" else f", layer '{name}'"))
     peaks, states, tr = calibrate(graph, x)
@@ -271,6 +312,15 @@ def _decoded(q: Graph, sim_trace: dict[str, np.ndarray], out: Layer) -> np.ndarr
     return (v * 2.0**t.fmt.exp if t.sequence and t.fmt is not None else v).ravel()
 
 
+# Integer op -> what the quantization report says of one layer beyond bits,
+# exponent and saturations.
+REPORT_FIELDS: Registry[Callable[[Layer], dict[str, Any]]] = Registry("quantization report fields")
+REPORT_FIELDS.add("qaffine", lambda l: {"weight_exp": l.attrs["weight_exp"], "shift": l.attrs["shift"]})
+REPORT_FIELDS.add("qssm", lambda l: {
+    "state_exp": l.attrs["state_exp"], "a_frac": l.attrs["a_frac"],
+    "max_abs_eigenvalue": float(f"{np.abs(l.params['a_re'] + 1j * l.params['a_im']).max() / 2.0**l.attrs['a_frac']:.6f}")})
+
+
 def report(graph: Graph, q: Graph, x: np.ndarray, ft: dict[str, np.ndarray]) -> dict[str, Any]:
     """Per quantized layer: bits, exponents, saturations on the calibration
     set, and relative RMS error of its dequantized output against float
@@ -281,7 +331,7 @@ def report(graph: Graph, q: Graph, x: np.ndarray, ft: dict[str, np.ndarray]) -> 
     qt = sim.trace(x)
     out: dict[str, Any] = {}
     for l in q.layers:
-        if l.op not in ("qaffine", "qssm", "qadd", "input"):
+        if not (l.opdef.quantized or l.is_(INPUT)):
             continue
         t = q.tensors[l.output]
         got = qt[l.name].astype(np.float64) * 2.0**t.fmt.exp
@@ -290,13 +340,11 @@ def report(graph: Graph, q: Graph, x: np.ndarray, ft: dict[str, np.ndarray]) -> 
         if ref is not None and l.attrs.get("relu"):
             ref = np.maximum(ref, 0.0)
         entry = {"op": l.op, "exp_out": t.fmt.exp, "saturations": sim.saturations[l.name]}
-        if l.op != "input":
+        if not l.is_(INPUT):
             entry["bits"] = l.attrs["bits"]
-        if l.op == "qaffine":
-            entry.update(weight_exp=l.attrs["weight_exp"], shift=l.attrs["shift"])
-        if l.op == "qssm":
-            entry.update(state_exp=l.attrs["state_exp"], a_frac=l.attrs["a_frac"],
-                         max_abs_eigenvalue=float(f"{np.abs(l.params['a_re'] + 1j * l.params['a_im']).max() / 2.0**l.attrs['a_frac']:.6f}"))
+        extra = REPORT_FIELDS.get(l.op)
+        if extra is not None:
+            entry.update(extra(l))
         if ref is not None and ref.shape == got.shape:
             entry["rel_rms_error"] = float(f"{np.sqrt(np.mean((got - ref) ** 2)) / max(np.sqrt(np.mean(ref**2)), 1e-30):.3e}")
         out[l.name] = entry

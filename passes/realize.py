@@ -14,18 +14,19 @@ import numpy as np
 
 from s4dc.errors import KernelFitError
 from s4dc.ir.graph import Graph
-from s4dc.passes.base import register
+from s4dc.passes.base import PassContext, register
+from s4dc.ir.ops import CONV
 
 
 @register("realize")
-def apply(graph: Graph, options: Any) -> tuple[Graph, dict[str, Any]]:
-    tol = float(getattr(options, "fit_tol", 1e-5))
-    max_modes = int(getattr(options, "max_modes", 64))
-    jobs = int(getattr(options, "jobs", 0)) or min(2, os.cpu_count() or 1)
+def apply(graph: Graph, ctx: PassContext) -> tuple[Graph, dict[str, Any]]:
+    tol = float(ctx.options.fit_tol)
+    max_modes = int(ctx.options.max_modes)
+    jobs = int(ctx.options.jobs) or min(2, os.cpu_count() or 1)
     g = graph.copy()
     report: dict[str, Any] = {}
     for l in g.layers:
-        if l.op != "conv":
+        if not l.is_(CONV):
             continue
         from s4dc.passes.kernel_fit import fit_kernels  # only graphs with convolutions need it
 

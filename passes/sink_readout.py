@@ -10,19 +10,20 @@ from __future__ import annotations
 from typing import Any
 
 from s4dc.ir.graph import Graph
-from s4dc.passes.base import register
+from s4dc.passes.base import PassContext, register
+from s4dc.ir.ops import AFFINE, READOUT
 
 
-@register("sink_readout")
-def apply(graph: Graph, options: Any) -> tuple[Graph, dict[str, Any]]:
+@register("sink_readout", requires=("float",))
+def apply(graph: Graph, ctx: PassContext) -> tuple[Graph, dict[str, Any]]:
     g = graph.copy()
     moved = []
     changed = True
     while changed:
         changed = False
-        for ro in list(g.by_op("readout")):
+        for ro in list(g.by_op(READOUT)):
             readers = g.consumers(ro.output)
-            if len(readers) != 1 or readers[0].op != "affine":
+            if len(readers) != 1 or not readers[0].is_(AFFINE):
                 continue
             aff = readers[0]
             # swap: src -> affine -> readout -> (readers of the affine)

@@ -8,28 +8,39 @@ numerically against the one before.
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
-from s4dc.errors import InputDataError
+from s4dc.errors import InputDataError, S4dcError
 from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
 from s4dc.ir.layout import arrange
 from s4dc.ir.ssm import discrete_ssm
+from s4dc.registry import Registry
 
 CHUNK = 32  # samples per batch chunk in whole-sequence runs
 
 
-def _ssm_coeffs(layer: Layer) -> dict[str, Any]:
-    p = layer.params
-    if layer.attrs["time"] == "continuous":
-        A, B = discrete_ssm(layer)
-    else:
-        A, B = p["A"], p["B"]
-    gain = 2.0 if layer.attrs.get("folded") else 1.0
-    return {"dense": layer.attrs["form"] == "dense", "A": A, "B": B, "C": p["C"] * gain,
-            "D": p["D"], "bias": p["bias"]}
+@dataclass(frozen=True)
+class FloatImpl:
+    """How the float executor runs one op.
+
+    seq(ex, layer, ins, x) -> output for whole sequences: ins are the
+        inputs' values ((batch, time, F) for sequences, (batch, F) after a
+        readout); x is the model input.
+    step(ex, layer, ins, x_t, st) -> output for one time step; `st` is the
+        executor's state dict (per layer name, plus "t", the steps taken).
+    prepare(layer) -> constants computed once per layer, in ex.prepared[name].
+    """
+
+    seq: Callable[["FloatExecutor", Layer, list[np.ndarray], np.ndarray], np.ndarray]
+    step: Callable[["FloatExecutor", Layer, list[np.ndarray], np.ndarray, dict], np.ndarray]
+    prepare: Callable[[Layer], Any] | None = None
+
+
+FLOAT_OPS: Registry[FloatImpl] = Registry("float executor")
 
 
 class FloatExecutor:
@@ -38,7 +49,14 @@ class FloatExecutor:
 
     def __init__(self, graph: Graph):
         self.graph = graph
-        self._ssm = {l.name: _ssm_coeffs(l) for l in graph.layers if l.op == "ssm"}
+        self.impls: dict[str, FloatImpl] = {}
+        for l in graph.layers:
+            impl = FLOAT_OPS.get(l.op)
+            if impl is None:
+                raise S4dcError(f"{l.where()}: the float executor has no implementation of op '{l.op}' "
+                                f"(it runs {', '.join(FLOAT_OPS.names())})")
+            self.impls[l.op] = impl
+        self.prepared = {l.name: self.impls[l.op].prepare(l) for l in graph.layers if self.impls[l.op].prepare}
         self._state: dict[str, Any] | None = None
         self._stats: dict[str, np.ndarray] | None = None
 
@@ -52,41 +70,13 @@ class FloatExecutor:
         vals: dict[str, np.ndarray] = {}
         for l in self.graph.layers:
             ins = [vals[t] for t in l.inputs]
-            vals[l.output] = self._seq(l, ins, x)
+            vals[l.output] = self.impls[l.op].seq(self, l, ins, x)
         return {l.name: vals[l.output] for l in self.graph.layers}
 
     def run(self, x: np.ndarray) -> np.ndarray | list[np.ndarray]:
         tr = self.trace(x)
         outs = [self._arrange(l, tr[l.name]) for l in self.graph.output_layers]
         return outs[0] if len(outs) == 1 else outs
-
-    def _seq(self, l: Layer, ins: list[np.ndarray], x: np.ndarray) -> np.ndarray:
-        op, p = l.op, l.params
-        if op == "input":
-            return x
-        if op in ("affine", "relu", "add", "output"):
-            return pointwise(l, ins)
-        if op == "readout":
-            return ins[0][:, -1, :] if l.attrs["mode"] == "last" else ins[0].mean(axis=1)
-        if op == "conv":
-            return causal_conv(ins[0], p["kernel"]) + ins[0] * p["D"] + p["bias"]
-        if op == "ssm":
-            c = self._ssm[l.name]
-            y = np.empty_like(ins[0])
-            peak = np.zeros(c["A"].shape[:2])
-            for b0 in range(0, len(y), CHUNK):  # cache-sized batch chunks
-                u = np.ascontiguousarray(ins[0][b0:b0 + CHUNK].transpose(1, 0, 2))
-                state = np.zeros(u.shape[1:2] + c["A"].shape[:2],
-                                 dtype=complex if np.iscomplexobj(c["B"]) or not c["dense"] else float)
-                for t in range(u.shape[0]):
-                    state, y[b0:b0 + CHUNK, t] = _ssm_step(c, state, u[t])
-                    if self._stats is not None:
-                        np.maximum(peak, np.abs(state.real).max(axis=0), out=peak)
-                        np.maximum(peak, np.abs(state.imag).max(axis=0), out=peak)
-            if self._stats is not None:
-                self._stats[l.name] = np.maximum(self._stats.get(l.name, 0.0), peak)
-            return y
-        raise AssertionError(op)
 
     # -- token by token -------------------------------------------------
     def reset(self) -> None:
@@ -106,37 +96,9 @@ class FloatExecutor:
         vals: dict[str, np.ndarray] = {}
         for l in self.graph.layers:
             ins = [vals[t] for t in l.inputs]
-            vals[l.output] = self._step(l, ins, x_t, st)
+            vals[l.output] = self.impls[l.op].step(self, l, ins, x_t, st)
         outs = [self._arrange_step(l, vals[l.output]) for l in self.graph.output_layers]
         return outs[0] if len(outs) == 1 else outs
-
-    def _step(self, l: Layer, ins: list[np.ndarray], x_t: np.ndarray, st: dict) -> np.ndarray:
-        op, p = l.op, l.params
-        if op == "input":
-            return x_t
-        if op == "conv":
-            k = p["kernel"]
-            hist = st.get(l.name)
-            if hist is None:
-                hist = np.zeros((ins[0].shape[0], k.shape[1], k.shape[0]))
-            hist = np.concatenate([ins[0][:, None, :], hist[:, :-1]], axis=1)  # newest first
-            st[l.name] = hist
-            return (hist * k.T[None]).sum(axis=1) + ins[0] * p["D"] + p["bias"]
-        if op == "ssm":
-            c = self._ssm[l.name]
-            s = st.get(l.name)
-            if s is None:
-                s = np.zeros((ins[0].shape[0],) + c["A"].shape[:2],
-                             dtype=complex if np.iscomplexobj(c["B"]) else float)
-            st[l.name], y = _ssm_step(c, s, ins[0])
-            return y
-        if op == "readout":
-            if l.attrs["mode"] == "last":
-                return ins[0]
-            acc = st.get(l.name, 0.0) + ins[0]
-            st[l.name] = acc
-            return acc / st["t"]
-        return pointwise(l, ins)
 
     # -- helpers --------------------------------------------------------
     def _check_input(self, x: np.ndarray, sequence: bool) -> np.ndarray:
@@ -159,17 +121,97 @@ class FloatExecutor:
 
 
 def pointwise(l: Layer, ins: list[np.ndarray]) -> np.ndarray:
-    """The float ops that act on each time step (or vector) alone."""
-    p = l.params
-    if l.op == "affine":
-        return ins[0] @ p["weight"].T + p["bias"]
-    if l.op == "relu":
-        return np.maximum(ins[0], 0.0)
-    if l.op == "add":
-        return ins[0] + ins[1]
-    if l.op == "output":
+    """The float ops that act on each time step (or vector) alone; the
+    simulator's host side runs the layers after a readout through this."""
+    fn = POINTWISE.get(l.op)
+    if fn is None:
+        raise AssertionError(f"{l.where()}: not a pointwise op")
+    return fn(l, ins)
+
+
+POINTWISE: Registry[Callable[[Layer, list[np.ndarray]], np.ndarray]] = Registry("pointwise float op")
+
+
+def _pointwise_impl(op: str, fn: Callable[[Layer, list[np.ndarray]], np.ndarray]) -> None:
+    POINTWISE.add(op, fn)
+    FLOAT_OPS.add(op, FloatImpl(seq=lambda ex, l, ins, x: fn(l, ins), step=lambda ex, l, ins, x_t, st: fn(l, ins)))
+
+
+_pointwise_impl("affine", lambda l, ins: ins[0] @ l.params["weight"].T + l.params["bias"])
+_pointwise_impl("relu", lambda l, ins: np.maximum(ins[0], 0.0))
+_pointwise_impl("add", lambda l, ins: ins[0] + ins[1])
+_pointwise_impl("output", lambda l, ins: ins[0])
+FLOAT_OPS.add("input", FloatImpl(seq=lambda ex, l, ins, x: x, step=lambda ex, l, ins, x_t, st: x_t))
+
+
+def _readout_step(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x_t: np.ndarray, st: dict) -> np.ndarray:
+    if l.attrs["mode"] == "last":
         return ins[0]
-    raise AssertionError(l.op)
+    acc = st.get(l.name, 0.0) + ins[0]
+    st[l.name] = acc
+    return acc / st["t"]
+
+
+FLOAT_OPS.add("readout", FloatImpl(
+    seq=lambda ex, l, ins, x: ins[0][:, -1, :] if l.attrs["mode"] == "last" else ins[0].mean(axis=1),
+    step=_readout_step))
+
+
+def _conv_step(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x_t: np.ndarray, st: dict) -> np.ndarray:
+    p = l.params
+    k = p["kernel"]
+    hist = st.get(l.name)
+    if hist is None:
+        hist = np.zeros((ins[0].shape[0], k.shape[1], k.shape[0]))
+    hist = np.concatenate([ins[0][:, None, :], hist[:, :-1]], axis=1)  # newest first
+    st[l.name] = hist
+    return (hist * k.T[None]).sum(axis=1) + ins[0] * p["D"] + p["bias"]
+
+
+FLOAT_OPS.add("conv", FloatImpl(
+    seq=lambda ex, l, ins, x: causal_conv(ins[0], l.params["kernel"]) + ins[0] * l.params["D"] + l.params["bias"],
+    step=_conv_step))
+
+
+def _ssm_coeffs(layer: Layer) -> dict[str, Any]:
+    p = layer.params
+    if layer.attrs["time"] == "continuous":
+        A, B = discrete_ssm(layer)
+    else:
+        A, B = p["A"], p["B"]
+    gain = 2.0 if layer.attrs.get("folded") else 1.0
+    return {"dense": layer.attrs["form"] == "dense", "A": A, "B": B, "C": p["C"] * gain,
+            "D": p["D"], "bias": p["bias"]}
+
+
+def _ssm_seq(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x: np.ndarray) -> np.ndarray:
+    c = ex.prepared[l.name]
+    y = np.empty_like(ins[0])
+    peak = np.zeros(c["A"].shape[:2])
+    for b0 in range(0, len(y), CHUNK):  # cache-sized batch chunks
+        u = np.ascontiguousarray(ins[0][b0:b0 + CHUNK].transpose(1, 0, 2))
+        state = np.zeros(u.shape[1:2] + c["A"].shape[:2],
+                         dtype=complex if np.iscomplexobj(c["B"]) or not c["dense"] else float)
+        for t in range(u.shape[0]):
+            state, y[b0:b0 + CHUNK, t] = _ssm_step(c, state, u[t])
+            if ex._stats is not None:
+                np.maximum(peak, np.abs(state.real).max(axis=0), out=peak)
+                np.maximum(peak, np.abs(state.imag).max(axis=0), out=peak)
+    if ex._stats is not None:
+        ex._stats[l.name] = np.maximum(ex._stats.get(l.name, 0.0), peak)
+    return y
+
+
+def _ssm_one_step(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x_t: np.ndarray, st: dict) -> np.ndarray:
+    c = ex.prepared[l.name]
+    s = st.get(l.name)
+    if s is None:
+        s = np.zeros((ins[0].shape[0],) + c["A"].shape[:2], dtype=complex if np.iscomplexobj(c["B"]) else float)
+    st[l.name], y = _ssm_step(c, s, ins[0])
+    return y
+
+
+FLOAT_OPS.add("ssm", FloatImpl(seq=_ssm_seq, step=_ssm_one_step, prepare=_ssm_coeffs))
 
 
 def _ssm_step(c: dict[str, Any], state: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
