@@ -84,7 +84,7 @@ class Network:
         return dict(getattr(self._exec, "saturations", {}))
 
     # -- running --------------------------------------------------------
-    def _input(self, x: np.ndarray) -> np.ndarray:
+    def check_input(self, x: np.ndarray) -> np.ndarray:
         """x checked: float, (batch, time, features) with the network's
         feature count, not empty, finite."""
         x = np.asarray(x)
@@ -110,7 +110,7 @@ class Network:
         a layer's values, is a warning (in `self.warnings` too), an error when
         `strict` (default: the compile's strict option)."""
         strict = self.strict if strict is None else strict
-        x = self._input(x)
+        x = self.check_input(x)
         self.warnings = []
         msg = check_time_length(self.kernel_lengths, x.shape[1], strict, "run")
         if msg:
@@ -141,7 +141,7 @@ class Network:
                 "(recalibrate, or widen the bits)")
 
     def trace(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        return self._exec.trace(self._input(x))
+        return self._exec.trace(self.check_input(x))
 
     def step(self, x_t: np.ndarray) -> np.ndarray | list[np.ndarray]:
         return self._exec.step(x_t)
@@ -314,6 +314,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         if manifest.get(key) is not None and not isinstance(manifest[key], dict):
             raise NetworkFormatError(f"{folder}/manifest.json: '{key}' is a {type(manifest[key]).__name__}, "
                                      "expected an object")
+    lengths = manifest.get("kernel_lengths") or {}
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in lengths.values()):
+        raise NetworkFormatError(f"{folder}/manifest.json: 'kernel_lengths' must map layers to integer lengths")
     return manifest
 
 

@@ -36,6 +36,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from s4dc.errors import UnstableSystemError, UnsupportedPatternError
+from s4dc.frontend.body_check import check_body
 from s4dc.frontend.lower import Frontend, where
 from s4dc.frontend.handlers import _const, handles
 from s4dc.frontend.values import Act
@@ -163,15 +164,33 @@ def function_proto(op: str, opset: int) -> onnx.FunctionProto:
     raise ValueError(f"no s4dc function '{op}'")
 
 
-@handles(*OPS, domain=DOMAIN)
-def lower_s4d(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
+def _params(fe: Frontend, node: onnx.NodeProto, ins: list, names: list[str]) -> tuple[Act, dict[str, np.ndarray]]:
+    """The activation u and the constant float parameters, after the body check."""
+    if len(ins) != len(names):
+        raise UnsupportedPatternError(f"{where(node)}: {len(ins)} inputs; {node.op_type} takes {len(names)} "
+                                      f"({', '.join(names)})")
+    check_body(fe, node)
     u = ins[0]
     if not isinstance(u, Act) or u.pad or u.with_f() != ("B", "T", "F"):
         raise UnsupportedPatternError(f"{where(node)}: input u must be a (batch, time, features) activation")
-    p = {k: _const(fe, node, v, k).astype(np.float64) for k, v in zip(INPUTS[1:], ins[1:])}
+    p = {}
+    for k, v in zip(names[1:], ins[1:]):
+        a = _const(fe, node, v, k)
+        if a.dtype.kind not in "fiu":
+            raise UnsupportedPatternError(f"{where(node)}: parameter {k} has dtype {a.dtype}; float32 expected")
+        p[k] = a.astype(np.float64)
+    return u, p
+
+
+@handles(*OPS, domain=DOMAIN)
+def lower_s4d(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
+    u, p = _params(fe, node, ins, INPUTS)
     H = u.features
-    if p["dt"].shape != (H,) or p["D"].shape != (H,) or p["A_re"].ndim != 2 or p["A_re"].shape[0] != H:
-        raise UnsupportedPatternError(f"{where(node)}: parameter shapes do not match H={H} channels")
+    hn = p["A_re"].shape
+    if p["dt"].shape != (H,) or p["D"].shape != (H,) or len(hn) != 2 or hn[0] != H \
+            or any(p[k].shape != hn for k in INPUTS[2:8]):
+        raise UnsupportedPatternError(f"{where(node)}: parameter shapes do not match H={H} channels "
+                                      "(dt, D: (H,); A, B, C: (H, N))")
     t = fe.emit(node, "ssm", [u.tensor], H, True,
                 params={"A": p["A_re"] + 1j * p["A_im"], "B": p["B_re"] + 1j * p["B_im"],
                         "C": p["C_re"] + 1j * p["C_im"], "D": p["D"], "bias": np.zeros(H), "dt": p["dt"]},
@@ -181,10 +200,7 @@ def lower_s4d(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
 
 
 def _discrete_params(fe: Frontend, node: onnx.NodeProto, ins: list) -> tuple[Act, dict[str, np.ndarray]]:
-    u = ins[0]
-    if not isinstance(u, Act) or u.pad or u.with_f() != ("B", "T", "F"):
-        raise UnsupportedPatternError(f"{where(node)}: input u must be a (batch, time, features) activation")
-    p = {k: _const(fe, node, v, k).astype(np.float64) for k, v in zip(DISCRETE_INPUTS[1:], ins[1:])}
+    u, p = _params(fe, node, ins, DISCRETE_INPUTS)
     H = u.features
     hn = p["lam_re"].shape
     if len(hn) != 2 or hn[0] != H or any(p[k].shape != hn for k in DISCRETE_INPUTS[2:7]) \
@@ -217,10 +233,19 @@ def lower_quant(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
     """Fake quantization: the float path passes it through; a power-of-two
     scale with a signed range [-2^(b-1), 2^(b-1) - 1] fixes the tensor's
     message exponent for the quantizer."""
+    if len(ins) != len(QUANT_INPUTS):
+        raise UnsupportedPatternError(f"{where(node)}: {len(ins)} inputs; Quant takes {len(QUANT_INPUTS)} "
+                                      f"({', '.join(QUANT_INPUTS)})")
+    check_body(fe, node)
     act = ins[0]
     if not isinstance(act, Act):
         raise UnsupportedPatternError(f"{where(node)}: quantizes a constant; only activations carry a grid here")
-    scale, lo, hi = (float(_const(fe, node, v, k).reshape(-1)[0]) for v, k in zip(ins[1:], QUANT_INPUTS[1:]))
+    consts = [_const(fe, node, v, k) for v, k in zip(ins[1:], QUANT_INPUTS[1:])]
+    for c, k in zip(consts, QUANT_INPUTS[1:]):
+        if c.size != 1 or c.dtype.kind not in "fiu":
+            raise UnsupportedPatternError(f"{where(node)}: {k} must be a numeric scalar, got shape {c.shape} "
+                                          f"dtype {c.dtype}")
+    scale, lo, hi = (float(c.reshape(-1)[0]) for c in consts)
     e = np.log2(scale) if scale > 0 else np.nan
     bits = int(round(np.log2(hi + 1))) + 1 if hi > 0 else 0
     if not np.isfinite(e) or e != int(e):
