@@ -47,8 +47,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from s4dc.errors import S4dcError
 from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
+from s4dc.targets.loihi2 import cost
 from s4dc.targets.loihi2.hardware import HardwareSpec, PlacementError, ResourceError, load_spec
 from s4dc.targets.loihi2.numerics import BitWidths
 
@@ -124,6 +126,12 @@ def _num(v: float) -> float | int:
     """JSON numbers that print the same everywhere: ints stay ints."""
     f = float(v)
     return int(f) if f.is_integer() else round(f, 6)
+
+
+def _sig(v: float) -> float:
+    """Six significant digits: small physical values (seconds, joules) print
+    the same everywhere without losing their scale."""
+    return float(f"{float(v):.6g}")
 
 
 # ---------------------------------------------------------------------------
@@ -283,20 +291,26 @@ def _balanced(n: int, k: int) -> list[tuple[int, int]]:
 
 # ---------------------------------------------------------------------------
 def partition(graph: Graph, spec: HardwareSpec | dict | str | None = None, *,
-              activity: dict[str, float] | None = None) -> Partitioning:
+              activity: dict[str, float] | None = None, parts: dict[str, int] | None = None,
+              sparsity: dict[str, float] | None = None) -> Partitioning:
     """Split `graph`'s on-chip layers into parts that fit one core each
     (module doc). `activity`: optional {layer: fraction of steps its units
-    send}, e.g. from `activity_from_trace`. Raises ResourceError when a
-    single unit cannot fit a core."""
+    send}, e.g. from `activity_from_trace`. `parts`: optional {layer: parts
+    at least} to spread a layer over more cores than it needs (at most one
+    unit per part; `partition_for` chooses them). `sparsity`: {layer:
+    fraction of zero outputs}, recorded in the layer summary. Raises
+    ResourceError when a single unit cannot fit a core."""
     spec = spec if isinstance(spec, HardwareSpec) else load_spec(spec)
     layers = _layers(graph)
     names = {l.name for l in graph.layers}
     act = dict(activity or {})
-    for k, v in act.items():
-        if k not in names:
-            raise PlacementError(f"activity names '{k}', which is not a layer of '{graph.name}'")
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
-            raise PlacementError(f"activity of layer '{k}' = {v!r}: must be a fraction in [0, 1]")
+    for what, d in (("activity", act), ("sparsity", sparsity or {})):
+        for k, v in d.items():
+            if k not in names:
+                raise PlacementError(f"{what} names '{k}', which is not a layer of '{graph.name}'")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+                raise PlacementError(f"{what} of layer '{k}' = {v!r}: must be a fraction in [0, 1]")
+    want = _requested_parts(layers, parts or {}, graph.name)
     for L in layers:
         L.activity = float(act.get(L.name, 1.0))
         if L.bits.message > spec.message_bits:
@@ -310,7 +324,7 @@ def partition(graph: Graph, spec: HardwareSpec | dict | str | None = None, *,
         for L in layers:
             m, why, per = _max_units(spec, L, dests[L.name])
             if m >= 1:
-                k = max(nparts.get(L.name, 0), math.ceil(L.units / m))
+                k = max(nparts.get(L.name, 0), math.ceil(L.units / m), want.get(L.name, 0))
                 nparts[L.name], binding[L.name] = k, why
                 continue
             if L.kind == "ssm":
@@ -343,10 +357,33 @@ def partition(graph: Graph, spec: HardwareSpec | dict | str | None = None, *,
     summary = []
     for L in layers:
         ps = [p for p in parts if p.layer == L.name]
-        summary.append({"layer": L.name, "op": L.op, "parts": len(ps), "units": L.units,
-                        "states_per_channel": L.n_states, "binding": binding[L.name],
-                        "activity": _num(L.activity)})
+        row = {"layer": L.name, "op": L.op, "parts": len(ps), "units": L.units,
+               "states_per_channel": L.n_states,
+               # spread beyond the fewest parts that fit: the objective set the split, not a limit
+               "binding": "spread (partition objective)" if len(ps) == want.get(L.name)
+               and len(ps) > _fewest(spec, L, dests[L.name]) else binding[L.name],
+               "activity": _num(L.activity)}
+        if sparsity and L.name in sparsity:
+            row["activation_sparsity"] = _num(sparsity[L.name])
+        summary.append(row)
     return Partitioning(graph.name, spec, parts, edges, summary, {L.name: L.activity for L in layers})
+
+
+def _requested_parts(layers: list[_L], parts: dict[str, int], graph_name: str) -> dict[str, int]:
+    by = {L.name: L for L in layers}
+    for k, v in parts.items():
+        if k not in by:
+            raise PlacementError(f"parts names '{k}', which is not an on-chip layer of '{graph_name}'")
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= by[k].units:
+            raise PlacementError(f"parts of layer '{k}' = {v!r}: must be an integer from 1 to its "
+                                 f"{by[k].units} units")
+    return dict(parts)
+
+
+def _fewest(spec: HardwareSpec, L: _L, dests: float) -> int:
+    """The fewest parts of L that fit (for the summary's 'spread' note)."""
+    m = _max_units(spec, L, dests)[0]
+    return math.ceil(L.units / m) if m >= 1 else L.units
 
 
 def _axon_out_counts(parts: list[Part], edges: list[Edge]) -> list[tuple[Part, int]]:
@@ -513,4 +550,199 @@ def activity_from_trace(trace: dict[str, np.ndarray], threshold: int = 0) -> dic
     return out
 
 
-__all__ = ["Edge", "Part", "Partitioning", "activity_from_trace", "partition"]
+# ---------------------------------------------------------------------------
+# Activity from data: what the network really sends on the calibration set.
+@dataclass(frozen=True)
+class Measured:
+    """Per on-chip layer, from a bit-exact run: the fraction of (sample, step,
+    unit) that send (`activity`) and that are zero (`sparsity`); for layers
+    with a ReLU, the same after shifting every output down by the quantiles
+    `SWEEP_QUANTILES` of its positive outputs (`sweep`)."""
+
+    activity: dict[str, float]
+    sparsity: dict[str, float]
+    sweep: list[dict[str, Any]]
+    samples: int
+    steps: int
+    relu: tuple[str, ...] = ()   # layers whose outputs pass a ReLU (the sweep varies these)
+
+
+SWEEP_QUANTILES = (0.0, 0.25, 0.5, 0.75, 0.9, 0.97, 1.0)
+MEASURE_SAMPLES = 16   # calibration sequences simulated for activity (the first ones: deterministic)
+
+
+def measure(graph: Graph, x: np.ndarray, max_samples: int = MEASURE_SAMPLES) -> Measured:
+    """Run the bit-exact simulator on the first `max_samples` calibration
+    sequences and measure every on-chip layer's activity and sparsity.
+
+    The sweep stands in for biasing each ReLU's input down by d (output
+    max(0, y - d), exact for that layer alone); downstream layers keep their
+    measured activity, so it is a first-order picture of more sparsity."""
+    from s4dc.targets.fixed_sim import FixedSimulator
+
+    on_chip = {L.name for L in _layers(graph)}
+    relu = {l.name for l in graph.layers if l.name in on_chip and (l.op == "relu" or l.attrs.get("relu"))}
+    xs = np.asarray(x)[:max_samples]
+    trace = {k: np.asarray(v) for k, v in FixedSimulator(graph).trace(xs).items() if k in on_chip}
+    act = activity_from_trace(trace)
+    spars = {k: float(np.count_nonzero(v == 0)) / v.size for k, v in trace.items() if k in act}
+    sweep = []
+    for q in SWEEP_QUANTILES:
+        a, z = dict(act), dict(spars)
+        for k in relu & set(act):
+            v = trace[k]
+            pos = v[v > 0]
+            if q == 0.0 or pos.size == 0:
+                continue
+            d = int(np.quantile(pos, q, method="lower")) if q < 1.0 else int(pos.max())
+            w = np.maximum(v - d, 0)
+            a[k] = activity_from_trace({k: w})[k]
+            z[k] = float(np.count_nonzero(w == 0)) / w.size
+        sweep.append({"quantile": q, "activity": a, "sparsity": z})
+    return Measured(act, spars, sweep, int(xs.shape[0]), int(xs.shape[1]) if xs.ndim > 1 else 0,
+                    tuple(sorted(relu & set(act))))
+
+
+# ---------------------------------------------------------------------------
+# Partition for an objective: how many cores each layer gets.
+class ConstraintError(S4dcError):
+    """An objective or constraint (max latency, max cores) no split considered can meet."""
+
+
+from s4dc.options import OBJECTIVES  # noqa: E402  (one list: the CLI choices)
+MAX_CANDIDATES = 256   # splits considered at most (each is one partition() call)
+_KEYS = {"cores": lambda c: (c["cores"], c["latency_per_token_s"]),
+         "latency": lambda c: (c["latency_per_token_s"], c["cores"]),
+         "energy": lambda c: (c["energy_per_token_j"], c["cores"]),
+         "edp": lambda c: (c["edp_js"], c["cores"])}
+
+
+def cost_parts(P: Partitioning) -> list[dict[str, Any]]:
+    """Parts as the cost model takes them: each S4D state's synapse to its
+    channel unit on the same core is a synaptic op that is no edge."""
+    return [{"id": p.id, "neurons": p.neurons, "state_neurons": p.state_neurons,
+             "synops": p.synops_per_step + (p.state_neurons if p.op in ("qssm", "ssm") and p.has_units else 0)}
+            for p in P.parts]
+
+
+def depth_steps(graph: Graph) -> int:
+    """Pipeline depth of the on-chip layers (synapse stages), as the report counts it."""
+    d = cost.depths((l.name, l.op, list(l.inputs), l.output) for l in graph.layers)
+    return max((d[L.name] for L in _layers(graph)), default=0)
+
+
+def estimate(P: Partitioning, depth: int) -> dict[str, Any]:
+    """The cost model's estimate of a partitioning before placement."""
+    edges = [(e.src, e.dst, e.messages_per_step) for e in P.edges]
+    return cost.estimate_unplaced(cost_parts(P), edges, P.spec.to_json(), depth)
+
+
+def _candidate(P: Partitioning, depth: int) -> dict[str, Any]:
+    est = estimate(P, depth)
+    return {"cores": P.n_parts, "parts": {r["layer"]: r["parts"] for r in P.layers},
+            "time_per_step_s": est["time_per_step_s"], "latency_per_token_s": est["latency_per_token_s"],
+            "energy_per_token_j": est["energy_per_token_j"],
+            "edp_js": est["energy_per_token_j"] * est["latency_per_token_s"], "bound_by": est["bound_by"],
+            "busiest_part": est["busiest_part"]}
+
+
+def spread_of(P: Partitioning) -> dict[str, int]:
+    """The part counts that reproduce P's split with `partition(parts=...)`
+    (layers whose channels are split into state chunks are set by fit alone)."""
+    return {r["layer"]: r["parts"] for r in P.layers if "channels split" not in str(r["binding"])}
+
+
+def _next_count(units: int, k: int) -> int | None:
+    """The next part count above k that lowers the largest part (balanced splits)."""
+    biggest = math.ceil(units / k)
+    for k2 in range(k + 1, units + 1):
+        if math.ceil(units / k2) < biggest:
+            return k2
+    return None
+
+
+def partition_for(graph: Graph, spec: HardwareSpec | dict | str | None = None, *, objective: str = "cores",
+                  max_latency_us: float | None = None, max_cores: int | None = None,
+                  activity: dict[str, float] | None = None, sparsity: dict[str, float] | None = None,
+                  max_candidates: int = MAX_CANDIDATES) -> tuple[Partitioning, dict[str, Any]]:
+    """Choose how many cores each layer gets for `objective` (cores, latency,
+    energy, edp per token) within `max_latency_us` and `max_cores`.
+
+    The splits considered start from the fewest cores (each layer's fewest
+    parts that fit) and, one at a time, spread the layer holding the slowest
+    core over the next part count that shrinks its largest part, until the
+    system's cores (or max_cores) run out or that layer is one unit per part.
+    Each split is costed before placement (`estimate`); the choice is the best
+    by the objective among those meeting the constraints (ties: fewer cores),
+    or a ConstraintError says what the best considered split reaches.
+    Returns the chosen partitioning and the search (every split, the choice)."""
+    if objective not in OBJECTIVES:
+        raise ConstraintError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if max_cores is not None and (isinstance(max_cores, bool) or not isinstance(max_cores, int) or max_cores < 1):
+        raise ConstraintError(f"max_cores must be a positive integer, got {max_cores!r}")
+    if max_latency_us is not None and not (isinstance(max_latency_us, (int, float)) and max_latency_us > 0):
+        raise ConstraintError(f"max_latency_us must be > 0, got {max_latency_us!r}")
+    spec = spec if isinstance(spec, HardwareSpec) else load_spec(spec)
+    depth = depth_steps(graph)
+    limit = min(spec.cores, max_cores or spec.cores)
+    P = partition(graph, spec, activity=activity, sparsity=sparsity)
+    if max_cores is not None and P.n_parts > max_cores:
+        raise ConstraintError(f"max_cores {max_cores}: the network needs at least {P.n_parts} cores (each "
+                              "layer's fewest parts that fit a core)")
+    found: list[tuple[Partitioning, dict[str, Any]]] = [(P, _candidate(P, depth))]
+    while len(found) < max_candidates:
+        P, c = found[-1]
+        slow = next(p for p in P.parts if p.id == c["busiest_part"]).layer if c["busiest_part"] is not None else None
+        row = next((r for r in P.layers if r["layer"] == slow), None)
+        if row is None or "channels split" in str(row["binding"]):
+            break
+        k2 = _next_count(row["units"], row["parts"])
+        if k2 is None:
+            break
+        nxt = partition(graph, spec, activity=activity, sparsity=sparsity, parts={**spread_of(P), slow: k2})
+        if nxt.n_parts > limit:
+            break
+        found.append((nxt, _candidate(nxt, depth)))
+    cands = [c for _, c in found]
+    for c in cands:
+        c["meets"] = c["cores"] <= limit and (max_latency_us is None
+                                              or c["latency_per_token_s"] <= max_latency_us * 1e-6)
+    ok = [i for i, c in enumerate(cands) if c["meets"]]
+    if not ok:
+        i = min(range(len(cands)), key=lambda j: _KEYS["latency"](cands[j]))
+        raise ConstraintError(f"max_latency_us {max_latency_us:g}: the lowest modelled latency per token among "
+                              f"the {len(cands)} splits considered is {cands[i]['latency_per_token_s'] * 1e6:.3g} us "
+                              f"(on {cands[i]['cores']} cores, at most {limit}); allow more latency or more cores")
+    best = {o: min(ok, key=lambda j, o=o: _KEYS[o](cands[j])) for o in OBJECTIVES}
+    chosen = best[objective]
+    search = {"objective": objective, "max_latency_us": max_latency_us, "max_cores": max_cores,
+              "cores_limit": limit, "depth_steps": depth, "chosen": chosen, "best": best,
+              "candidates": [{k: (_sig(v) if isinstance(v, float) else v) for k, v in c.items()} for c in cands],
+              "model": "targets/loihi2/cost.py estimate before placement (expected hops, first-come chips)"}
+    return found[chosen][0], search
+
+
+def sparsity_sweep(graph: Graph, spec: HardwareSpec, parts: dict[str, int], m: Measured) -> list[dict[str, Any]]:
+    """Modelled energy and latency per token of one split as each ReLU
+    layer's activity follows `m.sweep`; sparsity and activity are means over
+    the ReLU layers' outputs (weighted by units)."""
+    depth = depth_steps(graph)
+    units = {L.name: L.units for L in _layers(graph) if L.name in m.relu}
+    tot = sum(units.values())
+
+    def mean(d: dict[str, float]) -> float:
+        return sum(d[k] * u for k, u in units.items()) / tot if tot else 0.0
+
+    out = []
+    for s in m.sweep:
+        est = estimate(partition(graph, spec, activity=s["activity"], parts=parts), depth)
+        out.append({"quantile": s["quantile"], "mean_sparsity": _sig(mean(s["sparsity"])),
+                    "mean_activity": _sig(mean(s["activity"])),
+                    "energy_per_token_j": _sig(est["energy_per_token_j"]),
+                    "latency_per_token_s": _sig(est["latency_per_token_s"])})
+    return out
+
+
+__all__ = ["ConstraintError", "Edge", "Measured", "OBJECTIVES", "Part", "Partitioning", "activity_from_trace",
+           "cost_parts", "depth_steps", "estimate", "measure", "partition", "partition_for", "sparsity_sweep",
+           "spread_of"]

@@ -19,9 +19,6 @@ REPORT_FORMAT_VERSION = 1
 NET_FORMAT = "s4dc-net"
 NET_FORMAT_VERSION = 1
 MAX_CHIPS_SHOWN = 16   # more configured chips than this: only the chips in use are drawn
-# Synapse stages a layer adds between its input and output (lava's Dense/Sparse
-# buffer one step; docs/lava.md): the pipeline depth of the latency estimate.
-STAGES = {"qaffine": 1, "affine": 1, "qssm": 2, "ssm": 2, "qadd": 1, "add": 1, "relu": 1, "conv": 2}
 HOST_OPS = {"input", "readout", "output"}
 PLACEMENT_NAMES = ("naive", "greedy", "optimized")
 
@@ -105,14 +102,7 @@ def _pass_text(name: str, changes: dict[str, Any]) -> str:
 
 def _depths(layers: list[dict[str, Any]]) -> dict[str, int]:
     """Synapse stages from the input to each layer's output (host layers add none)."""
-    by_out: dict[str, int] = {}
-    depth: dict[str, int] = {}
-    for L in layers:
-        d = max((by_out.get(t, 0) for t in L.get("inputs", [])), default=0)
-        d += STAGES.get(L["op"], 0)
-        depth[L["name"]] = d
-        by_out[L.get("output", L["name"])] = d
-    return depth
+    return cost.depths((L["name"], L["op"], L.get("inputs", []), L.get("output", L["name"])) for L in layers)
 
 
 def _mesh_xy(g: int, spec: dict[str, Any], grid_cols: int) -> tuple[int, int, int]:

@@ -1,0 +1,277 @@
+"""Per-token latency and energy of a network on Loihi 2: the cost model
+(docs/hardware_model.md, "Latency and energy").
+
+Structure after Timcheck, Pierro and Shrestha (arXiv 2601.10035): a core
+works through its neuron updates (DendOps), synaptic ops and synaptic-memory
+reads, the network on chip moves message bits, and a barrier closes every
+time step. Their runtime model is a max-affine lower bound; here
+
+    time per step = max(busiest core: max(DendOps x T_dend, SynOps x T_synop,
+                                          SynMem bytes x T_synmem),
+                        busiest router: bits x T_bit) + barrier
+    energy per token = SynOps x E_synop + DendOps x E_dend
+                       + messages x (E_spike + hops x E_hop) + P_core x cores x time per step
+    latency per token = pipeline depth (synapse stages) x time per step
+
+Constants: the time constants are fitted to Hala Point's published rates
+per core, the energy scale to its maximum power (measurements.py); what
+nothing public pins down keeps a Loihi 1 figure or is assumed, and says so.
+Everything is a model, not a measurement.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from s4dc.targets.loihi2 import measurements as M
+
+DAVIES = "Davies 2018, Table 2"
+FRADY = "Frady 2020"
+SOURCES = dict(M.SOURCES)
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    value: float
+    unit: str
+    what: str
+    source: str
+    assumed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "unit": self.unit, "what": self.what,
+                "source": self.source, "assumed": self.assumed}
+
+
+# -- Loihi 1 per-operation figures (Davies 2018): energy proportions, speed-up check --
+L1_T_SYNOP, L1_T_NEURON = 3.5e-9, 8.4e-9
+L1_E_SYNOP, L1_E_NEURON, L1_E_SPIKE, L1_E_HOP_X, L1_E_HOP_Y = 23.6e-12, 81e-12, 1.7e-12, 3.0e-12, 4.0e-12
+L1_P_STATIC_CHIP = 3.34 / 32   # Frady 2020 Table 1: 3.34 W static over 32 chips
+
+# -- time: fitted to Hala Point's per-core rates (one point each) ------------------
+T_SYNOP = Figure("T_synop", 1.0 / M.point("hp_synop_rate").value, "s", "time per synaptic op in a core",
+                 "fitted to Hala Point: 380e12 synapses/s over 140,544 cores")
+T_DEND = Figure("T_dend", 1.0 / M.point("hp_neuron_rate").value, "s", "time per neuron update (DendOp) in a core",
+                "fitted to Hala Point: 240e12 neuron ops/s over 140,544 cores")
+T_SYNMEM = Figure("T_synmem", 1.0 / M.point("hp_memory_rate").value, "s", "time per byte of synaptic memory read",
+                  "fitted to Hala Point: 16 PB/s over 140,544 cores")
+T_BIT = Figure("T_bit", 1.0 / M.point("hp_noc_rate").value, "s", "time per message bit through a core's router",
+               "fitted to Hala Point: 3.5 PB/s inter-core over 140,544 cores")
+T_BARRIER_CHIP = Figure("T_barrier_chip", 465e-9, "s", "barrier over one chip (Loihi 1; no Loihi 2 figure found)",
+                        DAVIES, assumed=True)
+T_BARRIER_CHIP_HOP = Figure("T_barrier_chip_hop", 0.213e-6, "s", "added barrier time per chip of chip-grid "
+                            "diameter (Loihi 1, 768-chip systems, assumed linear)", FRADY + ", sec. 4.3",
+                            assumed=True)
+PACKET_BITS = Figure("packet_bits", 32, "bit", "bits a graded-spike message occupies on the mesh",
+                     "reference.md: up to 32-bit packets, 24-bit payload", assumed=True)
+STATE_DENDOPS = Figure("state_dendops", 2, "DendOps", "neuron updates per S4D state per step (a complex state: "
+                       "real and imaginary part)", "assumed", assumed=True)
+UNIT_DENDOPS = Figure("unit_dendops", 1, "DendOps", "neuron updates per sigma-delta unit per step", "assumed",
+                      assumed=True)
+SYNMEM_BYTES_PER_SYNOP = Figure("synmem_bytes_per_synop", 1, "B", "synaptic memory read per synaptic op "
+                                "(an 8-bit weight)", "assumed", assumed=True)
+
+# -- energy: Loihi 1 proportions, one scale fitted to Hala Point's maximum power ----
+P_CORE = Figure("P_static_core", L1_P_STATIC_CHIP / 128, "W", "static power per neurocore in use (idle cores "
+                "assumed power-gated)", "Frady 2020 Table 1 (Loihi 1: 104 mW per chip / 128)", assumed=True)
+
+
+def _energy_scale() -> float:
+    """Scale on Loihi 1's per-op energies so that a chip at Hala Point's full
+    rates draws Hala Point's maximum power per chip (static included)."""
+    cores = M.HP_CORES / M.HP_CHIPS
+    per_core = L1_E_SYNOP / T_SYNOP.value + L1_E_NEURON / T_DEND.value
+    dynamic = M.point("hp_chip_power").value - cores * P_CORE.value
+    return dynamic / (cores * per_core)
+
+
+ENERGY_SCALE = _energy_scale()
+_FIT_E = f"fitted to Hala Point's 2,600 W over 1,152 chips at full rates: Loihi 1 figure x {ENERGY_SCALE:.4f}"
+E_SYNOP = Figure("E_synop", L1_E_SYNOP * ENERGY_SCALE, "J", "energy per synaptic op", _FIT_E)
+E_DEND = Figure("E_dend", L1_E_NEURON * ENERGY_SCALE, "J", "energy per neuron update (DendOp)", _FIT_E)
+E_SPIKE = Figure("E_spike", L1_E_SPIKE * ENERGY_SCALE, "J", "energy per message delivered", _FIT_E)
+E_HOP_X = Figure("E_hop_x", L1_E_HOP_X * ENERGY_SCALE, "J", "energy per message per mesh link along x", _FIT_E)
+E_HOP_Y = Figure("E_hop_y", L1_E_HOP_Y * ENERGY_SCALE, "J", "energy per message per mesh link along y", _FIT_E)
+CHIP_LINK = Figure("chip_link_factor", 0.0, "x hop", "a chip-to-chip link costs the spec's chip_link_cost / "
+                   "hop_cost times an x hop, in energy and router bits", "no public figure; placement.json spec",
+                   assumed=True)
+FIGURES = (T_SYNOP, T_DEND, T_SYNMEM, T_BIT, T_BARRIER_CHIP, T_BARRIER_CHIP_HOP, PACKET_BITS, STATE_DENDOPS,
+           UNIT_DENDOPS, SYNMEM_BYTES_PER_SYNOP, E_SYNOP, E_DEND, E_SPIKE, E_HOP_X, E_HOP_Y, P_CORE, CHIP_LINK)
+
+ASSUMPTIONS = (
+    "Time per step follows Timcheck 2026's max-affine structure; its constants were not retrievable, so each "
+    "time constant is Hala Point's published rate per core (a throughput at full load, the best case).",
+    "Energies keep Loihi 1's proportions (Davies 2018) with one scale fitted to Hala Point's maximum power: "
+    "an upper bound on Loihi 2's per-op energy.",
+    "A sigma-delta unit is one neuron update per step; an S4D state two. Every on-chip neuron updates every "
+    "step. Synaptic ops come from the messages actually sent (activity measured on the calibration set when "
+    "compiled; 1.0 otherwise) times the synapses each reaches.",
+    "Static power is per neurocore in use (unused cores power-gated), Loihi 1's per-chip figure split over "
+    "128 cores. The barrier is Loihi 1's.",
+    "Busiest router: the messages it injects, forwards and delivers x 32-bit packets. Route latency is not "
+    "modelled (Timcheck's model has none); chip-to-chip links count chip_link_cost / hop_cost hops.",
+    "Latency per token = pipeline depth x time per step: each synapse stage adds one step, as lava's Dense "
+    "(1 per affine, 2 per S4D layer, 1 per add or ReLU along the longest path).",
+    "Host I/O (encoding the input, reading outputs) and the host's readout are not counted.",
+)
+
+# Synapse stages a layer adds (lava's Dense/Sparse buffer one step; docs/lava.md).
+STAGES = {"qaffine": 1, "affine": 1, "qssm": 2, "ssm": 2, "qadd": 1, "add": 1, "relu": 1, "conv": 2}
+
+
+def depths(layers: Iterable[tuple[str, str, list[str], str]]) -> dict[str, int]:
+    """Synapse stages from the input to each layer's output; layers given as
+    (name, op, input tensors, output tensor) in graph order."""
+    by_out: dict[str, int] = {}
+    out: dict[str, int] = {}
+    for name, op, inputs, output in layers:
+        d = max((by_out.get(t, 0) for t in inputs), default=0) + STAGES.get(op, 0)
+        out[name] = d
+        by_out[output] = d
+    return out
+
+
+def figures(spec: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The constants as JSON, the chip-link factor filled in from the spec."""
+    out = []
+    for f in FIGURES:
+        d = f.to_json()
+        if f is CHIP_LINK:
+            d["value"] = chip_link_factor(spec or {})
+        out.append(d)
+    return out
+
+
+def chip_link_factor(spec: dict[str, Any]) -> float:
+    hop = float(spec.get("hop_cost", 1.0) or 1.0)
+    return float(spec.get("chip_link_cost", 16.0)) / hop
+
+
+def barrier_time(chip_grid_diameter: int) -> float:
+    return T_BARRIER_CHIP.value + T_BARRIER_CHIP_HOP.value * max(0, chip_grid_diameter)
+
+
+def dendops(neurons: float, state_neurons: float) -> float:
+    return (neurons - state_neurons) * UNIT_DENDOPS.value + state_neurons * STATE_DENDOPS.value
+
+
+def core_time(synops: float, neurons: float, state_neurons: float) -> dict[str, float]:
+    """One core's time per step by term; its time is the largest."""
+    return {"dendops_s": dendops(neurons, state_neurons) * T_DEND.value, "synops_s": synops * T_SYNOP.value,
+            "synmem_s": synops * SYNMEM_BYTES_PER_SYNOP.value * T_SYNMEM.value}
+
+
+def estimate(parts: list[dict[str, Any]], routes: list[dict[str, Any]], spec: dict[str, Any],
+             max_router_load: float, depth_steps: int, chips_used: int, chip_grid_diameter: int) -> dict[str, Any]:
+    """One placement's cost per token.
+
+    parts: per part `synops` (synaptic ops per step, internal ones included), `neurons`,
+    `state_neurons`; routes: per edge `messages` (per step), `x_hops`, `y_hops` and of those,
+    `chip_x`, `chip_y` crossing a chip boundary. max_router_load: messages per step through the
+    busiest router."""
+    k = chip_link_factor(spec)
+    synops = sum(float(p["synops"]) for p in parts)
+    dops = sum(dendops(p["neurons"], p.get("state_neurons", 0)) for p in parts)
+    e_msg = msgs = 0.0
+    for r in routes:
+        m = float(r["messages"])
+        xs, ys = r["x_hops"] - r["chip_x"], r["y_hops"] - r["chip_y"]
+        msgs += m
+        e_msg += m * (E_SPIKE.value + xs * E_HOP_X.value + ys * E_HOP_Y.value
+                      + (r["chip_x"] + r["chip_y"]) * k * E_HOP_X.value)
+    return _finish(parts, synops, dops, msgs, e_msg, max_router_load, depth_steps, len(parts), chip_grid_diameter)
+
+
+def _finish(parts: list[dict[str, Any]], synops: float, dops: float, msgs: float, e_msg: float,
+            router_msgs: float, depth_steps: int, cores: int, chip_grid_diameter: int) -> dict[str, Any]:
+    busiest, t_core, term = None, 0.0, "dendops_s"
+    for p in parts:
+        t = core_time(float(p["synops"]), p["neurons"], p.get("state_neurons", 0))
+        k = max(t, key=t.get)
+        if t[k] > t_core:
+            busiest, t_core, term = p, t[k], k
+    t_noc = router_msgs * PACKET_BITS.value * T_BIT.value
+    t_bar = barrier_time(chip_grid_diameter)
+    t_step = max(t_core, t_noc) + t_bar
+    e_syn, e_neu = synops * E_SYNOP.value, dops * E_DEND.value
+    e_static = P_CORE.value * cores * t_step
+    dynamic = e_syn + e_neu + e_msg
+    bound = "messages" if t_noc > t_core else {"dendops_s": "neuron updates", "synops_s": "synaptic ops",
+                                                 "synmem_s": "synaptic memory"}[term]
+    return {
+        "time_per_step_s": t_step, "busiest_core_s": t_core,
+        "busiest_part": busiest.get("id") if busiest else None,
+        "messages_s": t_noc, "barrier_s": t_bar, "bound_by": bound, "depth_steps": depth_steps,
+        "latency_per_token_s": depth_steps * t_step,
+        "tokens_per_s": (1.0 / t_step) if t_step > 0 else math.inf,
+        "synops_per_step": synops, "neuron_updates_per_step": dops, "messages_per_step": msgs,
+        "energy_synops_j": e_syn, "energy_neurons_j": e_neu, "energy_messages_j": e_msg,
+        "energy_dynamic_j": dynamic, "energy_static_j": e_static, "energy_per_token_j": dynamic + e_static,
+        "cores": cores,
+    }
+
+
+def estimate_unplaced(parts: list[dict[str, Any]], edges: list[tuple[int, int, float]], spec: dict[str, Any],
+                      depth_steps: int) -> dict[str, Any]:
+    """A partitioning's cost per token before placement, to compare splits:
+    routes are not known yet, so every message is taken to travel
+    `expected_hops(n)` links (half along x, half along y), a message between
+    parts whose first-come chips differ crosses one chip link, and the
+    busiest router carries the most messages any one part sends and
+    receives. place() then fixes the routes; the report costs those."""
+    n = len(parts)
+    cpc = int(spec.get("cores_per_chip", 128))
+    k = chip_link_factor(spec)
+    h = expected_hops(min(n, cpc))
+    load = [0.0] * n
+    msgs = e_msg = 0.0
+    for a, b, m in edges:
+        msgs += m
+        load[a] += m
+        load[b] += m
+        chip = a // cpc != b // cpc
+        e_msg += m * (E_SPIKE.value + h / 2 * (E_HOP_X.value + E_HOP_Y.value) + (k * E_HOP_X.value if chip else 0))
+    chips = max(1, math.ceil(n / cpc))
+    cols = max(1, math.ceil(math.sqrt(chips)))
+    diam = (min(chips, cols) - 1) + (math.ceil(chips / cols) - 1)
+    synops = sum(float(p["synops"]) for p in parts)
+    dops = sum(dendops(p["neurons"], p.get("state_neurons", 0)) for p in parts)
+    return _finish(parts, synops, dops, msgs, e_msg, max(load, default=0.0), depth_steps, n, diam)
+
+
+def expected_hops(n: int) -> float:
+    """Mean links a message crosses among n compactly placed cores (assumed:
+    1 + sqrt(n) / 3; the mean Manhattan distance in a sqrt(n) square is
+    2 sqrt(n) / 3, and placement keeps talking parts closer than that)."""
+    return 1.0 + math.sqrt(max(n, 1)) / 3.0
+
+
+def modelled(point: M.Point) -> float | None:
+    """What the fitted model gives for a published point (None: not scored)."""
+    if point.name == "hp_synop_rate":
+        return 1.0 / core_time(1.0, 0, 0)["synops_s"]
+    if point.name == "hp_neuron_rate":
+        return 1.0 / core_time(0.0, 1, 0)["dendops_s"]
+    if point.name == "hp_noc_rate":
+        return 1.0 / T_BIT.value
+    if point.name == "hp_memory_rate":
+        return 1.0 / T_SYNMEM.value
+    if point.name == "hp_chip_power":
+        cores = M.HP_CORES / M.HP_CHIPS
+        return cores * (E_SYNOP.value / T_SYNOP.value + E_DEND.value / T_DEND.value + P_CORE.value)
+    if point.name == "hp_energy_per_synop":
+        return E_SYNOP.value
+    if point.name == "speedup_synop":
+        return L1_T_SYNOP / T_SYNOP.value
+    if point.name == "speedup_neuron":
+        return L1_T_NEURON / T_DEND.value
+    if point.name == "hp_realtime":  # neuron updates alone, a lower bound
+        per_core = 1.15e9 / M.HP_CORES
+        return per_core * T_DEND.value + barrier_time(0)
+    return None
+
+
+__all__ = ["ASSUMPTIONS", "FIGURES", "Figure", "SOURCES", "STAGES", "barrier_time", "core_time", "depths",
+           "estimate", "estimate_unplaced", "expected_hops", "figures", "modelled"]
