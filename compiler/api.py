@@ -70,7 +70,7 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
         graph, log = run_flow(graph, flow[n_float:], ctx, log, after_each=after)
     placement = None
     if opts.place and not opts.float_only:
-        placement = _place(graph, opts, say, log)
+        placement = _place(graph, opts, say, log, calib_x)
     manifest = {
         "format": NET_FORMAT,
         "format_version": NET_FORMAT_VERSION,
@@ -103,20 +103,35 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
     return net
 
 
-def _place(graph: Graph, opts: CompileOptions, say: Progress, log: PassLog) -> dict[str, Any]:
-    """Partition the quantized network over Loihi 2 cores and place the parts."""
-    from s4dc.passes.partition import partition
+def _place(graph: Graph, opts: CompileOptions, say: Progress, log: PassLog,
+           calib_x: np.ndarray | None = None) -> dict[str, Any]:
+    """Partition the quantized network over Loihi 2 cores for the objective
+    (messages from the activity measured on the calibration set) and place
+    the parts; the splits considered and the sparsity sweep go into the
+    placement document."""
+    from s4dc.passes.partition import measure, partition_for, sparsity_sweep, spread_of
     from s4dc.passes.place import place
     from s4dc.targets.loihi2.hardware import load_spec
 
     t0 = time.perf_counter()
     spec = load_spec(opts.hardware, chips=opts.chips)
-    parts = partition(graph, spec)
+    m = measure(graph, calib_x) if calib_x is not None else None
+    parts, search = partition_for(graph, spec, objective=opts.objective, max_latency_us=opts.max_latency_us,
+                                  max_cores=opts.max_cores, activity=m.activity if m else None,
+                                  sparsity=m.sparsity if m else None)
+    c = search["candidates"][search["chosen"]]
+    say(f"partition for {opts.objective}: {parts.n_parts} cores (of {len(search['candidates'])} splits), "
+        f"modelled {c['latency_per_token_s'] * 1e6:.3g} us and {c['energy_per_token_j'] * 1e6:.3g} uJ per token")
     say(f"placing {len(parts.parts)} parts on {spec.chips} chip(s) of {spec.cores_per_chip} cores")
     doc = place(parts, spec, seed=opts.place_seed, budget=opts.place_budget, progress=say)
+    doc["partition_search"] = search
+    if m is not None:
+        doc["activity_measured"] = {"samples": m.samples, "steps": m.steps,
+                                    "sweep": sparsity_sweep(graph, spec, spread_of(parts), m)}
     opt = doc["placements"]["optimized"]
     log.records.append(PassRecord("place", {"parts": len(parts.parts), "chips": spec.chips,
-                                            "objective": opt.get("objective")}, time.perf_counter() - t0))
+                                            "objective": opt.get("objective"),
+                                            "partition_objective": opts.objective}, time.perf_counter() - t0))
     return doc
 
 
