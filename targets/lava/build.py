@@ -26,6 +26,7 @@ from lava.proc.sparse.models import PyDelaySparseModelBitAcc, PySparseModelBitAc
 from lava.proc.sparse.process import DelaySparse, Sparse
 from lava.utils.weightutils import SignMode
 
+from s4dc.ir.ops import OUTPUT
 from s4dc.targets.lava.errors import LavaRunError
 from s4dc.targets.lava.plan import GroupSpec, LavaPlan, SynapseSpec
 from s4dc.targets.lava.processes import (MessageSink, MessageSource, PyMessageSinkFixed, PyMessageSourceFixed,
@@ -169,7 +170,7 @@ class LavaNetwork:
                 elif g.kind == "source":
                     tr[g.layer] = np.asarray(messages, np.int64)
             for l in self.plan.graph.layers:
-                if l.op == "output" and l.output in self.plan.tensor_group:
+                if l.is_(OUTPUT) and l.output in self.plan.tensor_group:
                     tr[l.name] = tr[self.plan.groups[self.plan.tensor_group[l.output]].layer]
             out["trace"] = tr
         return out

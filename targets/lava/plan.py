@@ -26,16 +26,16 @@ at Lava step s (0-based) is the simulator's value at time t = s - L.
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
+from s4dc.registry import Registry
 from s4dc.targets.lava.errors import LavaMappingError
 from s4dc.targets.loihi2.numerics import MAX_WEIGHT_BITS, MESSAGE_BITS, STATE_BITS
 
-CHIP_OPS = {"input", "qaffine", "qssm", "qadd", "relu", "output"}
 # Loihi 2 synaptic delays: 6 bits (lava's DelayDense refuses more than 63).
 MAX_SYNAPSE_DELAY = 63
 # lava's bit-accurate Dense keeps its output buffer in int32.
@@ -176,96 +176,138 @@ def read_placement(path: str | Path | None, graph: Graph) -> tuple[dict[str, lis
     return out, str(p)
 
 
-def plan(graph: Graph, placement: str | Path | None = None) -> LavaPlan:
-    """Map a quantized graph to Lava groups and synapses (see module doc)."""
-    where_placed, placement_source = read_placement(placement, graph)
-    if not any(l.op in ("qaffine", "qssm", "qadd") for l in graph.layers):
-        raise LavaMappingError(f"network '{graph.name}' is not quantized (compiled with --float?); the Lava "
-                               "backend runs Loihi 2 integer networks: compile without --float")
-    groups: dict[str, GroupSpec] = {}
-    syns: list[SynapseSpec] = []
-    tgroup: dict[str, str] = {}
-    warnings: list[str] = []
+class Mapper:
+    """The plan under construction: what a per-op mapping (LAVA_OPS) adds
+    groups and synapses through."""
 
-    def add_group(g: GroupSpec) -> GroupSpec:
-        g.placement = where_placed.get(g.layer)
-        groups[g.name] = g
+    def __init__(self, graph: Graph, where_placed: dict[str, list[dict]]):
+        self.graph = graph
+        self.where_placed = where_placed
+        self.groups: dict[str, GroupSpec] = {}
+        self.syns: list[SynapseSpec] = []
+        self.tgroup: dict[str, str] = {}  # tensor -> the group that sends it
+        self.warnings: list[str] = []
+
+    def add_group(self, g: GroupSpec) -> GroupSpec:
+        g.placement = self.where_placed.get(g.layer)
+        self.groups[g.name] = g
         return g
 
-    def add_syn(s: SynapseSpec) -> None:
+    def add_syn(self, s: SynapseSpec) -> None:
         if s.delay > MAX_SYNAPSE_DELAY:
             raise LavaMappingError(f"layer '{s.layer}': its inputs need {s.delay} steps of synaptic delay to "
                                    f"line up; Loihi 2 synapses delay at most {MAX_SYNAPSE_DELAY}")
-        s.placement = where_placed.get(s.layer)
-        in_bits = s.num_message_bits
-        bound = s.out_bound(in_bits)
+        s.placement = self.where_placed.get(s.layer)
+        bound = s.out_bound(s.num_message_bits)
         if bound > DENSE_OUT_LIMIT:
-            warnings.append(f"layer '{s.layer}' ({s.role} synapse): accumulations up to {bound:.3g} overflow "
-                            "lava Dense's int32 output when inputs sit at their rails; exact as long as the "
-                            "unit before saturation stays within 2^31")
-        syns.append(s)
+            self.warnings.append(f"layer '{s.layer}' ({s.role} synapse): accumulations up to {bound:.3g} overflow "
+                                 "lava Dense's int32 output when inputs sit at their rails; exact as long as the "
+                                 "unit before saturation stays within 2^31")
+        self.syns.append(s)
 
-    def src_of(tensor: str) -> tuple[str, int, int]:
-        g = tgroup[tensor]
-        return g, groups[g].latency, groups[g].params.get("message_bits", MESSAGE_BITS)
+    def src_of(self, tensor: str) -> tuple[str, int, int]:
+        """(sending group, its latency, its message bits) of a tensor."""
+        g = self.tgroup[tensor]
+        return g, self.groups[g].latency, self.groups[g].params.get("message_bits", MESSAGE_BITS)
 
-    def unit(l: Layer, latency: int, size: int, bias=None, bias_exp: int = 0, relu: bool = False) -> GroupSpec:
-        return add_group(GroupSpec(l.name, l.name, "unit", size, latency, {
+    def unit(self, l: Layer, latency: int, size: int, bias=None, bias_exp: int = 0,
+             relu: bool = False) -> GroupSpec:
+        return self.add_group(GroupSpec(l.name, l.name, "unit", size, latency, {
             "bias_mant": np.zeros(size, np.int64) if bias is None else np.asarray(bias, np.int64),
             "bias_exp": int(bias_exp), "relu": bool(relu), "message_bits": _msg_bits(l)}))
 
-    for l in graph.layers:
-        t = graph.tensors[l.output]
-        if not t.sequence:
-            continue  # host layer (after a time readout)
-        if l.op not in CHIP_OPS:
-            raise LavaMappingError(f"{l.where()}: op '{l.op}' has no Lava mapping (on-chip ops: "
-                                   f"{', '.join(sorted(CHIP_OPS))})")
-        if l.op == "input":
-            add_group(GroupSpec(l.name, l.name, "source", t.features, 0, {"message_bits": MESSAGE_BITS}))
-        elif l.op == "output":
-            tgroup[l.output] = tgroup[l.inputs[0]]
-            continue
-        elif l.op == "qaffine":
-            src, lat, mb = src_of(l.inputs[0])
-            add_syn(SynapseSpec(f"{l.name}.dense", l.name, "affine", src, l.name, l.params["weight"],
-                                int(_bits(l).get("weight", MAX_WEIGHT_BITS)), int(l.attrs["shift"]), mb))
-            unit(l, lat + 1, t.features, l.params["bias_mant"], l.attrs["bias_exp"], l.attrs.get("relu", False))
-        elif l.op == "qssm":
-            src, lat, mb = src_of(l.inputs[0])
-            p, a = l.params, l.attrs
-            H, N = p["a_re"].shape
-            states = f"{l.name}.states"
-            eye = np.eye(H, dtype=np.int64)
-            add_syn(SynapseSpec(f"{l.name}.expand", l.name, "expand", src, states,
-                                np.repeat(eye, N, axis=0), MAX_WEIGHT_BITS, 0, mb))
-            flat = {k: np.asarray(p[k], np.int64).reshape(-1)
-                    for k in ("a_re", "a_im", "b_re", "b_im", "c_re", "c_im", "b_shift", "c_shift")}
-            add_group(GroupSpec(states, l.name, "s4d", H * N, lat + 1, {
-                **flat, "a_frac": int(a["a_frac"]), "state_bits": int(_bits(l).get("state", STATE_BITS)),
-                "message_bits": _msg_bits(l), "channels": H, "states_per_channel": N}))
-            add_syn(SynapseSpec(f"{l.name}.sum", l.name, "sum", states, l.name,
-                                np.repeat(eye, N, axis=1), MAX_WEIGHT_BITS, 0, _msg_bits(l)))
-            add_syn(SynapseSpec(f"{l.name}.d", l.name, "d", src, l.name, np.diag(np.asarray(p["d"], np.int64)),
-                                int(_bits(l).get("weight", MAX_WEIGHT_BITS)), int(a["d_shift"]), mb, delay=1))
-            unit(l, lat + 2, H, p["bias_mant"], a["bias_exp"], a.get("relu", False))
-        elif l.op == "qadd":
-            (sa, la, ma), (sb, lb, mb) = src_of(l.inputs[0]), src_of(l.inputs[1])
-            lat = max(la, lb) + 1
-            eye = np.eye(t.features, dtype=np.int64)
-            add_syn(SynapseSpec(f"{l.name}.a", l.name, "add_a", sa, l.name, eye, MAX_WEIGHT_BITS,
-                                int(l.attrs["shift_a"]), ma, delay=lat - 1 - la))
-            add_syn(SynapseSpec(f"{l.name}.b", l.name, "add_b", sb, l.name, eye, MAX_WEIGHT_BITS,
-                                int(l.attrs["shift_b"]), mb, delay=lat - 1 - lb))
-            unit(l, lat, t.features)
-        elif l.op == "relu":
-            src, lat, mb = src_of(l.inputs[0])
-            add_syn(SynapseSpec(f"{l.name}.dense", l.name, "relu", src, l.name, np.eye(t.features, dtype=np.int64),
-                                MAX_WEIGHT_BITS, 0, mb))
-            unit(l, lat + 1, t.features, relu=True).params["message_bits"] = mb
-        tgroup[l.output] = l.name
 
+# Op -> how one on-chip layer of it becomes groups and synapses. A mapping
+# registers the layer's output group in `m.tgroup` (unless it sends nothing
+# of its own, as `output`).
+LavaMapping = Callable[[Mapper, Layer], None]
+LAVA_OPS: Registry[LavaMapping] = Registry("Lava mapping")
+
+
+@LAVA_OPS.register("input")
+def _map_input(m: Mapper, l: Layer) -> None:
+    m.add_group(GroupSpec(l.name, l.name, "source", m.graph.tensors[l.output].features, 0,
+                          {"message_bits": MESSAGE_BITS}))
+    m.tgroup[l.output] = l.name
+
+
+@LAVA_OPS.register("output")
+def _map_output(m: Mapper, l: Layer) -> None:
+    m.tgroup[l.output] = m.tgroup[l.inputs[0]]
+
+
+@LAVA_OPS.register("qaffine")
+def _map_qaffine(m: Mapper, l: Layer) -> None:
+    src, lat, mb = m.src_of(l.inputs[0])
+    m.add_syn(SynapseSpec(f"{l.name}.dense", l.name, "affine", src, l.name, l.params["weight"],
+                          int(_bits(l).get("weight", MAX_WEIGHT_BITS)), int(l.attrs["shift"]), mb))
+    m.unit(l, lat + 1, m.graph.tensors[l.output].features, l.params["bias_mant"], l.attrs["bias_exp"],
+           l.attrs.get("relu", False))
+    m.tgroup[l.output] = l.name
+
+
+@LAVA_OPS.register("qssm")
+def _map_qssm(m: Mapper, l: Layer) -> None:
+    src, lat, mb = m.src_of(l.inputs[0])
+    p, a = l.params, l.attrs
+    H, N = p["a_re"].shape
+    states = f"{l.name}.states"
+    eye = np.eye(H, dtype=np.int64)
+    m.add_syn(SynapseSpec(f"{l.name}.expand", l.name, "expand", src, states,
+                          np.repeat(eye, N, axis=0), MAX_WEIGHT_BITS, 0, mb))
+    flat = {k: np.asarray(p[k], np.int64).reshape(-1)
+            for k in ("a_re", "a_im", "b_re", "b_im", "c_re", "c_im", "b_shift", "c_shift")}
+    m.add_group(GroupSpec(states, l.name, "s4d", H * N, lat + 1, {
+        **flat, "a_frac": int(a["a_frac"]), "state_bits": int(_bits(l).get("state", STATE_BITS)),
+        "message_bits": _msg_bits(l), "channels": H, "states_per_channel": N}))
+    m.add_syn(SynapseSpec(f"{l.name}.sum", l.name, "sum", states, l.name,
+                          np.repeat(eye, N, axis=1), MAX_WEIGHT_BITS, 0, _msg_bits(l)))
+    m.add_syn(SynapseSpec(f"{l.name}.d", l.name, "d", src, l.name, np.diag(np.asarray(p["d"], np.int64)),
+                          int(_bits(l).get("weight", MAX_WEIGHT_BITS)), int(a["d_shift"]), mb, delay=1))
+    m.unit(l, lat + 2, H, p["bias_mant"], a["bias_exp"], a.get("relu", False))
+    m.tgroup[l.output] = l.name
+
+
+@LAVA_OPS.register("qadd")
+def _map_qadd(m: Mapper, l: Layer) -> None:
+    (sa, la, ma), (sb, lb, mb) = m.src_of(l.inputs[0]), m.src_of(l.inputs[1])
+    lat = max(la, lb) + 1
+    f = m.graph.tensors[l.output].features
+    eye = np.eye(f, dtype=np.int64)
+    m.add_syn(SynapseSpec(f"{l.name}.a", l.name, "add_a", sa, l.name, eye, MAX_WEIGHT_BITS,
+                          int(l.attrs["shift_a"]), ma, delay=lat - 1 - la))
+    m.add_syn(SynapseSpec(f"{l.name}.b", l.name, "add_b", sb, l.name, eye, MAX_WEIGHT_BITS,
+                          int(l.attrs["shift_b"]), mb, delay=lat - 1 - lb))
+    m.unit(l, lat, f)
+    m.tgroup[l.output] = l.name
+
+
+@LAVA_OPS.register("relu")
+def _map_relu(m: Mapper, l: Layer) -> None:
+    src, lat, mb = m.src_of(l.inputs[0])
+    f = m.graph.tensors[l.output].features
+    m.add_syn(SynapseSpec(f"{l.name}.dense", l.name, "relu", src, l.name, np.eye(f, dtype=np.int64),
+                          MAX_WEIGHT_BITS, 0, mb))
+    m.unit(l, lat + 1, f, relu=True).params["message_bits"] = mb
+    m.tgroup[l.output] = l.name
+
+
+def plan(graph: Graph, placement: str | Path | None = None) -> LavaPlan:
+    """Map a quantized graph to Lava groups and synapses (see module doc)."""
+    where_placed, placement_source = read_placement(placement, graph)
+    if not any(l.opdef.quantized for l in graph.layers):
+        raise LavaMappingError(f"network '{graph.name}' is not quantized (compiled with --float?); the Lava "
+                               "backend runs Loihi 2 integer networks: compile without --float")
+    m = Mapper(graph, where_placed)
+    for l in graph.layers:
+        if not graph.tensors[l.output].sequence:
+            continue  # host layer (after a time readout)
+        mapping = LAVA_OPS.get(l.op)
+        if mapping is None:
+            raise LavaMappingError(f"{l.where()}: op '{l.op}' has no Lava mapping (on-chip ops: "
+                                   f"{', '.join(LAVA_OPS.names())})")
+        mapping(m, l)
     host = [l for l in graph.layers if not graph.tensors[l.output].sequence]
     needed = {i for l in host for i in l.inputs} | {l.output for l in graph.output_layers}
-    host_tensors = [t for t in tgroup if t in needed and graph.tensors[t].sequence]
-    return LavaPlan(graph, groups, syns, tgroup, host_tensors, warnings, placement_source)
+    host_tensors = [t for t in m.tgroup if t in needed and graph.tensors[t].sequence]
+    return LavaPlan(graph, m.groups, m.syns, m.tgroup, host_tensors, m.warnings, placement_source)
