@@ -118,13 +118,14 @@ def test_streaming_past_the_window_stays_bounded(L, dt_min, dt_max):
 def test_unconstrained_fit_would_be_unstable_here():
     """The regime the stability constraint exists for: a plain ESPRIT fit of these
     kernels (non-decaying, float32) puts poles outside the unit circle."""
-    from s4dc.passes import kernel_fit as kf
+    from s4dc.passes.kernel_fit.fit import _single_thread
+    from s4dc.passes.kernel_fit.subspace import _esprit, _subspace
 
     k, _, _ = s4d_lin(8, 64, 1024, 1.2e-3, 3e-3, seed=3)
     kn = k.astype(np.float64) / np.linalg.norm(k, axis=1, keepdims=True)
-    with kf._single_thread():
-        U, _ = kf._subspace(kn, 72, 1, {})
-        ev = kf._esprit(U, 63)
+    with _single_thread():
+        U, _ = _subspace(kn, 72, 1, {})
+        ev = _esprit(U, 63)
     assert np.abs(ev).max() > 1.0 + 1e-4
     fit = fit_kernels(k, tol=TOL)
     check_fit(fit, k)
