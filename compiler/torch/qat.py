@@ -1,14 +1,16 @@
 """Quantization-aware fine-tuning against the chip's own integers.
 
-    net = s4dc.compile("model.onnx", config={"default": {"weight": 4}})  # PTQ
-    qat = QATNetwork(net)            # torch module, starts at net's integers
+    # w4.json: {"Model": {"weight": 4}}  (precision config, README "Command line")
+    net = s4dc.compile("model.onnx", config="w4.json", calibration=x_calib)  # PTQ
+    qat = QATNetwork(net)            # torch module whose output is net's, exactly
     ... train qat like any nn.Module (its output is net's output, exactly) ...
     qat.export("tuned.onnx")         # compiles back to qat's integers
 
 A `QATNetwork` mirrors a compiled (quantized) s4dc network layer by layer.
 Its trainable parameters are affine weights and biases, and per S4D layer
 the eigenvalues lambda, B, C, D and bias, as float64 in units of their grid
-step (LSBs; they start at the compiled integers), so one learning rate means
+step (LSBs; they start at the float values the compile rounded to those
+integers), so one learning rate means
 the same on a 4-bit weight grid and a 16-bit coefficient grid. The
 exponents the compile chose (message, state, per-state B and C, weight,
 bias) are frozen; each forward pass rounds the parameters to integers with
@@ -26,7 +28,7 @@ lambda by `quantize_modes`) and
 `export` writes the current integers as ONNX with their grids: weights on
 their power-of-two grids, S4D layers as `s4dc.S4DDiscrete` with
 `state_exp`, and every message exponent as an `s4dc.Quant` node
-(docs/qat.md). `s4dc.compile` takes those grids as they are, so the
+(docs/torch.md, "Quantization-aware fine-tuning"). `s4dc.compile` takes those grids as they are, so the
 compiled network computes the same integers as the fine-tuned module.
 """
 from __future__ import annotations
@@ -44,6 +46,7 @@ from s4dc.frontend.canonical import DOMAIN, function_proto
 from s4dc.errors import ExportError
 from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
+from s4dc.ir.ops import INPUT, OUTPUT, QAFFINE, QSSM
 from s4dc.passes.quantize import quantize_modes, round_to_grid
 from s4dc.targets.fixed_sim import FixedSimulator
 from s4dc.targets.loihi2.numerics import BIAS_BITS, qmax
@@ -73,7 +76,7 @@ class QATNetwork(nn.Module):
     def __init__(self, net) -> None:
         super().__init__()
         g: Graph = net.graph
-        if not any(l.op in ("qaffine", "qssm") for l in g.layers):
+        if not any(l.op in _NAMES for l in g.layers):
             raise ExportError("QATNetwork needs a quantized network (compile without float_only)")
         self.graph = g.copy()
         self._live: dict[str, np.ndarray] = {}
@@ -83,11 +86,11 @@ class QATNetwork(nn.Module):
         self._float = {l.name: l.params for l in fg.layers} if fg is not None else {}
         for l in self.graph.layers:
             exp, p, a = self._exp, l.params, l.attrs
-            if l.op == "qaffine":
+            if l.is_(QAFFINE):
                 e_out = exp(l.output)
                 self._add(l, "weight", p["weight"], 2.0 ** a["weight_exp"], a["bits"]["weight"], False, "weight")
                 self._add(l, "bias", p["bias_mant"], 2.0 ** (a["bias_exp"] + e_out), BIAS_BITS, True, "bias")
-            elif l.op == "qssm":
+            elif l.is_(QSSM):
                 e_u, e_y, e_x = exp(l.inputs[0]), exp(l.output), a["state_exp"]
                 e_b = np.exp2((e_x - p["b_shift"] - e_u).astype(float))  # per state, real units of B
                 e_c = np.exp2((e_y - p["c_shift"] - e_x).astype(float))  # per state, real units of 2C
@@ -101,7 +104,7 @@ class QATNetwork(nn.Module):
                         ("bias", p["bias_mant"], 2.0 ** (a["bias_exp"] + e_y), BIAS_BITS, True)):
                     # B and C were rescaled (balanced) before rounding; D and bias were not
                     self._add(l, name, v, scale, nb, sym, name if name in ("D", "bias") else None)
-            elif l.op not in ("input", "output", "relu", "qadd", "readout"):
+            elif not (l.opdef.structural or l.op in _SURROGATES):
                 raise ExportError(f"{l.where()}: QATNetwork cannot train this layer (only quantized chip "
                                   "layers, ReLU and readouts)")
 
@@ -141,7 +144,7 @@ class QATNetwork(nn.Module):
         k = _key(layer) + "__"
         w = {n: self.weights[k + n].detach().cpu().numpy() for n in _NAMES[l.op]}
         q = {n: round_to_grid(w[n], 0, self._grid[k + n][1], self._grid[k + n][2]) for n in w if not n.startswith("lam")}
-        if l.op == "qaffine":
+        if l.is_(QAFFINE):
             return {"weight": q["weight"], "bias_mant": q["bias"]}
         scale, bits, _ = self._grid[k + "lam_re"]
         a_re, a_im = quantize_modes((w["lam_re"] + 1j * w["lam_im"]) * scale, bits)
@@ -155,7 +158,7 @@ class QATNetwork(nn.Module):
         """The compiled graph with the current integers."""
         g = self.graph.copy()
         for l in g.layers:
-            if l.op in ("qaffine", "qssm"):
+            if l.op in _NAMES:
                 l.params.update(self.integers(l.name))
         return g
 
@@ -181,12 +184,12 @@ class QATNetwork(nn.Module):
             t = q.tensors[l.output]
             ins = [vals[i] for i in l.inputs]
             exact_np = tr[l.name].astype(np.float64)
-            if t.sequence and t.fmt is not None and l.op != "output":
+            if t.sequence and t.fmt is not None and not l.is_(OUTPUT):
                 exact_np = exact_np * 2.0 ** t.fmt.exp  # messages to real units
-            if l.op == "input":
+            if l.is_(INPUT):
                 vals[l.output] = torch.from_numpy(exact_np)
                 continue
-            if l.op == "output":
+            if l.is_(OUTPUT):
                 src = q.producer(l.inputs[0])
                 want = sim.decode_output(l, tr[src.name])
                 outs.append(_Exact.apply(ins[0].to(torch.float32), torch.from_numpy(np.ascontiguousarray(want))))
@@ -195,27 +198,7 @@ class QATNetwork(nn.Module):
         return outs[0] if len(outs) == 1 else outs
 
     def _surrogate(self, l: Layer, ins: list[torch.Tensor]) -> torch.Tensor:
-        if l.op == "qaffine":  # l is the quantized graph's layer: its params are the current integers
-            p = self._dequantized(l, l.params)
-            y = ins[0] @ p["weight"].T + p["bias"]
-        elif l.op == "qssm":
-            p = self._dequantized(l, l.params)
-            lam = torch.complex(p["lam_re"], p["lam_im"])
-            # silent padding modes have lambda = 0: lambda^l by exp(l log lambda) needs lambda != 0
-            lam = torch.where(lam.abs() > 0, lam, torch.full_like(lam, 1e-300))
-            cb = torch.complex(p["C_re"], p["C_im"]) * torch.complex(p["B_re"], p["B_im"])
-            T = ins[0].shape[1]
-            ell = torch.arange(T, dtype=torch.float64)
-            k = (cb[..., None] * torch.exp(torch.log(lam)[..., None] * ell)).real.sum(dim=1)  # (H, T)
-            y = causal_conv(ins[0].transpose(1, 2), k).transpose(1, 2) + ins[0] * p["D"] + p["bias"]
-        elif l.op == "qadd":
-            y = ins[0] + ins[1]
-        elif l.op == "relu":
-            y = torch.relu(ins[0])
-        elif l.op == "readout":
-            y = ins[0][:, -1, :] if l.attrs["mode"] == "last" else ins[0].mean(dim=1)
-        else:  # pragma: no cover - rejected in __init__
-            raise AssertionError(l.op)
+        y = _SURROGATES[l.op](self, l, ins)
         return torch.relu(y) if l.attrs.get("relu") else y
 
     # -- export ------------------------------------------------------------------------
@@ -227,6 +210,33 @@ class QATNetwork(nn.Module):
         return proto
 
 
+def _surrogate_qaffine(net: QATNetwork, l: Layer, ins: list[torch.Tensor]) -> torch.Tensor:
+    p = net._dequantized(l, l.params)  # l is the quantized graph's layer: its params are the current integers
+    return ins[0] @ p["weight"].T + p["bias"]
+
+
+def _surrogate_qssm(net: QATNetwork, l: Layer, ins: list[torch.Tensor]) -> torch.Tensor:
+    p = net._dequantized(l, l.params)
+    lam = torch.complex(p["lam_re"], p["lam_im"])
+    # silent padding modes have lambda = 0: lambda^l by exp(l log lambda) needs lambda != 0
+    lam = torch.where(lam.abs() > 0, lam, torch.full_like(lam, 1e-300))
+    cb = torch.complex(p["C_re"], p["C_im"]) * torch.complex(p["B_re"], p["B_im"])
+    T = ins[0].shape[1]
+    ell = torch.arange(T, dtype=torch.float64)
+    k = (cb[..., None] * torch.exp(torch.log(lam)[..., None] * ell)).real.sum(dim=1)  # (H, T)
+    return causal_conv(ins[0].transpose(1, 2), k).transpose(1, 2) + ins[0] * p["D"] + p["bias"]
+
+
+# Op -> the float surrogate the backward pass differentiates (the forward
+# takes the simulator's exact integers).
+_SURROGATES = {
+    "qaffine": _surrogate_qaffine,
+    "qssm": _surrogate_qssm,
+    "qadd": lambda net, l, ins: ins[0] + ins[1],
+    "relu": lambda net, l, ins: torch.relu(ins[0]),
+    "readout": lambda net, l, ins: ins[0][:, -1, :] if l.attrs["mode"] == "last" else ins[0].mean(dim=1),
+}
+# Trainable ops: their parameters (in grid units) and the integer each becomes.
 _NAMES = {"qaffine": ("weight", "bias"),
           "qssm": ("lam_re", "lam_im", "B_re", "B_im", "C_re", "C_im", "D", "bias")}
 _INT_OF = {"qaffine": {"weight": "weight", "bias": "bias_mant"},
@@ -236,6 +246,33 @@ _INT_OF = {"qaffine": {"weight": "weight", "bias": "bias_mant"},
 
 def _key(layer: str) -> str:
     return layer.replace(".", "_")
+
+
+def _write_qaffine(w: "_QATWriter", l: Layer, n: str, ins: list[str]) -> str:
+    a, p = l.attrs, l.params
+    wt = w._const(n + "_W", (p["weight"] * 2.0 ** a["weight_exp"]).T)
+    b = w._const(n + "_b", p["bias_mant"] * 2.0 ** (a["bias_exp"] + w.qat._exp(l.output)))
+    out = w._node("Add", [w._node("MatMul", [ins[0], wt], n + "_mm"), b], n)
+    return w._quant(w._node("Relu", [out], n + "_relu") if a["relu"] else out, l.output)
+
+
+def _write_readout(w: "_QATWriter", l: Layer, n: str, ins: list[str]) -> str:
+    if l.attrs["mode"] == "mean":
+        return w._node("ReduceMean", [ins[0], w._axes(n)], n, keepdims=0)
+    idx = n + "_idx"
+    w.inits.append(numpy_helper.from_array(np.array(-1, np.int64), idx))
+    return w._node("Gather", [ins[0], idx], n, axis=1)
+
+
+# Op -> how the exporter writes one layer (returns the ONNX value holding its output).
+_WRITERS = {
+    "input": lambda w, l, n, ins: w._quant("x", l.output),
+    "qaffine": _write_qaffine,
+    "qssm": lambda w, l, n, ins: w._quant(w._ssm(l, n, ins[0]), l.output),
+    "qadd": lambda w, l, n, ins: w._quant(w._node("Add", ins, n), l.output),
+    "relu": lambda w, l, n, ins: w._node("Relu", ins, n),
+    "readout": _write_readout,
+}
 
 
 class _QATWriter:
@@ -273,28 +310,7 @@ class _QATWriter:
         outputs = []
         for l in g.layers:
             n, ins = _key(l.name), [self.names.get(i) for i in l.inputs]
-            if l.op == "input":
-                out = self._quant("x", l.output)
-            elif l.op == "qaffine":
-                a, p = l.attrs, l.params
-                w = self._const(n + "_W", (p["weight"] * 2.0 ** a["weight_exp"]).T)
-                b = self._const(n + "_b", p["bias_mant"] * 2.0 ** (a["bias_exp"] + self.qat._exp(l.output)))
-                out = self._node("Add", [self._node("MatMul", [ins[0], w], n + "_mm"), b], n)
-                out = self._quant(self._node("Relu", [out], n + "_relu") if a["relu"] else out, l.output)
-            elif l.op == "qssm":
-                out = self._quant(self._ssm(l, n, ins[0]), l.output)
-            elif l.op == "qadd":
-                out = self._quant(self._node("Add", ins, n), l.output)
-            elif l.op == "relu":
-                out = self._node("Relu", ins, n)
-            elif l.op == "readout":
-                if l.attrs["mode"] == "mean":
-                    out = self._node("ReduceMean", [ins[0], self._axes(n)], n, keepdims=0)
-                else:
-                    idx = n + "_idx"
-                    self.inits.append(numpy_helper.from_array(np.array(-1, np.int64), idx))
-                    out = self._node("Gather", [ins[0], idx], n, axis=1)
-            elif l.op == "output":
+            if l.is_(OUTPUT):
                 seq = g.tensors[l.output].sequence
                 if list(l.attrs["layout"]) != (["B", "T", "F"] if seq else ["B", "F"]):
                     raise ExportError(f"{l.where()}: QAT export writes (batch, [time,] features) outputs only")
@@ -302,8 +318,10 @@ class _QATWriter:
                 self._node("Identity", ins, name)
                 outputs.append((name, g.tensors[l.output]))
                 continue
-            else:
+            write = _WRITERS.get(l.op)
+            if write is None:
                 raise ExportError(f"{l.where()}: QAT export cannot write op '{l.op}'")
+            out = write(self, l, n, ins)
             self.names[l.output] = out
         f = TensorProto.FLOAT
         inp = g.input_layer
