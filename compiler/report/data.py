@@ -214,7 +214,21 @@ def _placement(doc: dict[str, Any], layer_index: dict[str, int], depth_steps: in
         "parts": parts, "edges": edges, "layers": doc.get("layers", []),
         "placements": views,
         "bound": doc.get("bound"), "gap": doc.get("gap"), "search": doc.get("search"),
+        "tradeoff": _tradeoff(doc.get("partition_search"), views.get("optimized", {}).get("cost")),
+        "sparsity_sweep": doc.get("activity_measured"),
     }
+
+
+def _tradeoff(search: dict[str, Any] | None, placed: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The partitioner's splits (costed before placement) and the chosen one
+    as placed; None for a placement.json written before partition objectives."""
+    if not search or not search.get("candidates"):
+        return None
+    out = dict(search)
+    if placed:
+        out["chosen_placed"] = {k: placed[k] for k in ("latency_per_token_s", "energy_per_token_j",
+                                                        "time_per_step_s", "cores")}
+    return out
 
 
 def _num(v: float) -> float | int:
@@ -322,6 +336,7 @@ def _summary(out: Path, manifest: dict[str, Any], files: dict[str, str]) -> dict
                 "synops_per_step": _num(sum(p["synops"] for p in mine)),
                 "max_utilization": max((p["utilization"]["max"] for p in mine), default=0.0),
                 "binding": lay.get("binding"), "activity": lay.get("activity"),
+                "activation_sparsity": lay.get("activation_sparsity"),
                 "units": lay.get("units"), "states_per_channel": lay.get("states_per_channel"),
             })
         rows.append(row)

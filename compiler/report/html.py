@@ -10,6 +10,8 @@ from typing import Any
 from s4dc.report.data import fmt_bytes as _bytes
 from s4dc.report.data import fmt_int as _int
 from s4dc.report.data import fmt_si as _fmt_si
+from s4dc.report.figures import CSS as FIG_CSS
+from s4dc.report.figures import tradeoff_section
 
 # Sequential colour scales (ColorBrewer YlGnBu for core utilization, YlOrRd for links).
 UTIL_SCALE = ["#f7fcf0", "#ccebc5", "#7bccc4", "#2b8cbe", "#084081"]
@@ -366,6 +368,10 @@ def _layers_table(s: dict[str, Any]) -> str:
                       td(_int(r.get("messages_out_per_step")) if on else "", "messages_out_per_step",
                          r.get("messages_out_per_step")),
                       td(_int(r.get("synops_per_step")) if on else "", "synops_per_step", r.get("synops_per_step")),
+                      td(_pct(r.get("activity")) if on and r.get("activity") is not None else "", "activity",
+                         r.get("activity")),
+                      td(_pct(r.get("activation_sparsity")) if on and r.get("activation_sparsity") is not None
+                         else "", "activation_sparsity", r.get("activation_sparsity")),
                       td(escape(str(r.get("binding") or "")) if on else "", "binding")]
         cells.append(td(_int(r.get("latency_steps")) if r.get("latency_steps") is not None else "",
                         "latency_steps", r.get("latency_steps")))
@@ -373,10 +379,14 @@ def _layers_table(s: dict[str, Any]) -> str:
     head = [("#", "n"), ("layer", ""), ("op", ""), ("on", ""), ("features", "n"), ("params", "n")]
     if placed:
         head += [("cores", "n"), ("neurons", "n"), ("synapses", "n"), ("memory", "n"), ("fullest core", "n"),
-                 ("msgs in/step", "n"), ("msgs out/step", "n"), ("synops/step", "n"), ("split set by", "")]
+                 ("msgs in/step", "n"), ("msgs out/step", "n"), ("synops/step", "n"), ("sends", "n"),
+                 ("sparsity", "n"), ("split set by", "")]
     head += [("depth", "n")]
-    note = ("" if placed else '<p class="dim">No placement: cores, neurons, synapses, memory and messages are '
-            "known once the network is quantized and placed.</p>")
+    note = ('<p class="dim">Sends: the fraction of (sample, step, unit) at which a unit\'s message changed, so '
+            "that its sigma-delta unit sends; sparsity: the fraction of its outputs that are zero. Both measured "
+            "on the calibration set in the bit-exact simulator at compile time (empty: not measured, 100% "
+            "assumed).</p>" if placed else '<p class="dim">No placement: cores, neurons, synapses, memory and '
+            "messages are known once the network is quantized and placed.</p>")
     return f'<section id="layers"><h2>Layers</h2>{_table(head, rows, tid="layers-table")}{note}</section>'
 
 
@@ -386,7 +396,7 @@ def _cost_section(s: dict[str, Any]) -> str:
         return ""
     views = [v for v in ("naive", "optimized") if v in c["per_placement"]]
     lines = [("time per step", "time_per_step_s", "s"), ("  busiest core", "busiest_core_s", "s"),
-             ("  messages (route + busiest router)", "messages_s", "s"), ("  barrier", "barrier_s", "s"),
+             ("  messages (busiest router)", "messages_s", "s"), ("  barrier", "barrier_s", "s"),
              ("latency per token", "latency_per_token_s", "s"), ("tokens per second", "tokens_per_s", ""),
              ("energy per token", "energy_per_token_j", "J"), ("  synaptic ops", "energy_synops_j", "J"),
              ("  neuron updates", "energy_neurons_j", "J"), ("  messages", "energy_messages_j", "J"),
@@ -417,7 +427,7 @@ def _cost_section(s: dict[str, Any]) -> str:
             f'<div>{num}<p class="dim">The paper\'s claim for comparison (Meyer 2024, measured '
             'on Loihi 2): token by token, about 1000× less energy and 75× lower latency than a recurrent S4D on '
             'a Jetson Orin Nano.</p></div>'
-            f'<div><h3>Figures used (one place: s4dc/report/cost.py)</h3><div class="tw"><table class="figs"><thead><tr><th>name</th><th>value</th>'
+            f'<div><h3>Figures used (one place: s4dc/targets/loihi2/cost.py)</h3><div class="tw"><table class="figs"><thead><tr><th>name</th><th>value</th>'
             f'<th>what</th><th>source</th></tr></thead><tbody>{figs}</tbody></table></div>'
             f'<h3>Assumptions</h3><ul class="asm">{asm}</ul><h3>Sources</h3><ul class="asm">{refs}</ul>'
             f'</div></div></section>')
@@ -632,7 +642,7 @@ def render(s: dict[str, Any]) -> str:
     title = f"s4dc report: {s['network']['source'].get('file', '?')}"
     body = "".join([
         _header(s), '<div id="js-errors"></div>', _missing(s), _cards(s), _mesh_section(s), _placements_table(s),
-        _layers_table(s), _cost_section(s), _quant_section(s), _realize_section(s), _passes_section(s),
+        _layers_table(s), _cost_section(s), tradeoff_section(s), _quant_section(s), _realize_section(s), _passes_section(s),
         _spec_section(s),
         (f'<footer>Written by s4dc {escape(str(s["network"].get("s4dc_version")))} from the files beside it '
          '(manifest.json, graph.json, params.npz, placement.json, timings.json) · <code>s4dc report OUT/</code> '
@@ -640,5 +650,5 @@ def render(s: dict[str, Any]) -> str:
          'them.</footer>')])
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width,initial-scale=1">'
-            f'<title>{escape(title)}</title><script>{TRAP_JS}</script><style>{CSS}</style></head>'
+            f'<title>{escape(title)}</title><script>{TRAP_JS}</script><style>{CSS}{FIG_CSS}</style></head>'
             f'<body><main>{body}</main><script>{MAIN_JS}</script></body></html>\n')

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from s4dc.options import OBJECTIVES
 from s4dc.report.data import fmt_bytes as _b
 from s4dc.report.data import fmt_int as _i
 from s4dc.report.data import fmt_si
@@ -23,6 +24,34 @@ def table(head: list[str], rows: list[list[str]], right: set[int] | None = None,
         return indent + "  ".join(str(c).rjust(w[i]) if i in right else str(c).ljust(w[i])
                                   for i, c in enumerate(cells)).rstrip()
     return [line(head), indent + "  ".join("-" * x for x in w)] + [line(r) for r in rows]
+
+
+def _opt_p(v: Any) -> str:
+    return "" if v is None else _p(v)
+
+
+def _tradeoff_text(place: dict[str, Any] | None) -> list[str]:
+    """The partitioner's choice among the splits it considered, and the sparsity sweep."""
+    t = (place or {}).get("tradeoff")
+    out: list[str] = []
+    if t:
+        c = t["candidates"]
+        out += ["", f"partition objective {t['objective']} (max latency {t.get('max_latency_us') or '-'} us, max cores "
+                    f"{t.get('max_cores') or '-'}): {len(c)} splits considered, costed before placement"]
+        rows = []
+        for obj, i in sorted(t["best"].items(), key=lambda kv: OBJECTIVES.index(kv[0])):
+            rows.append([obj + (" (chosen)" if i == t["chosen"] else ""), _i(c[i]["cores"]),
+                         fmt_si(c[i]["latency_per_token_s"], "s"), fmt_si(c[i]["energy_per_token_j"], "J"),
+                         str(c[i]["bound_by"])])
+        out += table(["best for", "cores", "latency/token", "energy/token", "bound by"], rows, right={1, 2, 3})
+    sw = (place or {}).get("sparsity_sweep")
+    if sw:
+        out += ["", f"modelled energy per token vs activation sparsity (ReLU outputs shifted down; "
+                    f"{sw['samples']} calibration sequences):"]
+        out += table(["quantile", "sparsity", "sends", "energy/token"],
+                     [[f"{r['quantile']:g}", _p(r["mean_sparsity"]), _p(r["mean_activity"]),
+                       fmt_si(r["energy_per_token_j"], "J")] for r in sw["sweep"]], right={0, 1, 2, 3})
+    return out
 
 
 def _mesh_text(place: dict[str, Any], view: str) -> list[str]:
@@ -104,8 +133,8 @@ def format_text(s: dict[str, Any]) -> str:
     right = {0, 4, 5}
     if placed:
         head += ["cores", "neurons", "synapses", "memory", "fullest", "msgs in/step", "msgs out/step",
-                 "synops/step"]
-        right |= {6, 7, 8, 9, 10, 11, 12, 13}
+                 "synops/step", "sends", "sparsity"]
+        right |= {6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
     rows = []
     for r in s["layers"]:
         row = [f"L{r['index']}" if r.get("index") else "", r["name"], r["op"], r["where"], _i(r.get("features")),
@@ -114,7 +143,8 @@ def format_text(s: dict[str, Any]) -> str:
             on = "cores" in r
             row += ([_i(r["cores"]), _i(r["neurons"]), _i(r["synapses"]), _b(r["memory_bytes"]),
                      _p(r["max_utilization"]), _i(r["messages_in_per_step"]), _i(r["messages_out_per_step"]),
-                     _i(r["synops_per_step"])] if on else [""] * 8)
+                     _i(r["synops_per_step"]), _opt_p(r.get("activity")), _opt_p(r.get("activation_sparsity"))]
+                    if on else [""] * 10)
         rows.append(row)
     out += table(head, rows, right=right)
 
@@ -122,7 +152,9 @@ def format_text(s: dict[str, Any]) -> str:
     if c:
         views = [v for v in ("naive", "optimized") if v in c["per_placement"]]
         out.append("")
-        out.append("estimated per token (one step per token; Loihi 1 public figures standing in for Loihi 2):")
+        out.append("estimated per token (one step per token; a model fitted to published Loihi 2 system figures, "
+                   "targets/loihi2/cost.py):")
+        out.append(f"  bound by {c['per_placement'][views[-1]]['bound_by']}")
         lines = [("time per step", "time_per_step_s", "s"), ("  busiest core", "busiest_core_s", "s"),
                  ("  messages", "messages_s", "s"), ("  barrier", "barrier_s", "s"),
                  ("latency per token", "latency_per_token_s", "s"), ("tokens per second", "tokens_per_s", ""),
@@ -142,11 +174,13 @@ def format_text(s: dict[str, Any]) -> str:
             v = (fmt_si(val, f["unit"]) if f["unit"] in ("J", "s", "W")
                  else fmt_si(val, "msg/s") if f["unit"] == "messages/s" else f"{val:g} {f['unit']}")
             tag = "assumed; " if f["assumed"] else ""
-            out.append(f"    {f['name']:<18} {v:>12}  {f['what']} [{tag}{f['source']}]")
+            out.append(f"    {f['name']:<22} {v:>12}  {f['what']} [{tag}{f['source']}]")
         out.append("  assumptions:")
         out += [f"    - {a}" for a in c["assumptions"]]
         out.append("  sources:")
         out += [f"    {k}: {v}" for k, v in c.get("sources", {}).items()]
+
+    out += _tradeoff_text(place)
 
     q = s["quantization"]
     if q:
