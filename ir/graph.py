@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
-
-import networkx as nx
+from typing import TYPE_CHECKING, Iterator
 
 from s4dc.ir.layer import Layer
 from s4dc.ir.ops import INPUT, OUTPUT, OpDef
 from s4dc.ir.tensor import Tensor
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 @dataclass
@@ -99,7 +100,9 @@ class Graph:
                      {k: Tensor.from_json(t.to_json()) for k, t in self.tensors.items()},
                      dict(self.meta))
 
-    def to_networkx(self) -> nx.DiGraph:
+    def to_networkx(self) -> "nx.DiGraph":
+        import networkx as nx  # loaded on use: `import s4dc.ir` stays light
+
         g = nx.DiGraph()
         for l in self.layers:
             g.add_node(l.name, op=l.op)

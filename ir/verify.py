@@ -1,8 +1,6 @@
 """Structural verifier: every pass's result goes through `verify`."""
 from __future__ import annotations
 
-import networkx as nx
-
 from s4dc.errors import IRVerificationError
 from s4dc.ir.graph import Graph
 from s4dc.ir.ops import INPUT, OPS
@@ -38,6 +36,8 @@ def verify(graph: Graph) -> Graph:
                 f"{layer.where()}: output '{out.name}' declared ({out.features}, seq={out.sequence}), "
                 f"rule gives ({features}, seq={sequence})")
         written.add(layer.output)
+    import networkx as nx  # loaded on use: `import s4dc.ir` stays light
+
     if not nx.is_directed_acyclic_graph(graph.to_networkx()):
         raise IRVerificationError(f"graph '{graph.name}': has a cycle")
     return graph
