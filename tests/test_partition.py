@@ -4,6 +4,7 @@ counts, errors that name the field or the resource."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,9 +13,12 @@ import s4dc
 from s4dc.errors import S4dcError
 from s4dc.ir import Graph, Layer, Tensor, verify
 from s4dc.passes import PASSES
-from s4dc.passes.partition import activity_from_trace, partition
+from s4dc.passes.partition import (ConstraintError, activity_from_trace, depth_steps, estimate, measure, partition,
+                                   partition_for, spread_of)
 from s4dc.targets.loihi2.hardware import HardwareSpec, HardwareSpecError, PlacementError, ResourceError, load_spec
 from s4dc.targets.loihi2.numerics import BitWidths
+
+DIGITS = Path(__file__).resolve().parents[1] / "examples" / "digits"
 
 
 def stack(blocks: int, H: int, N: int, features: int = 1, classes: int = 3, rng=None, residual: bool = False) -> Graph:
@@ -272,3 +276,125 @@ def test_spec_object_is_used_as_is():
 def test_message_width_must_fit_the_hardware():
     with pytest.raises(ResourceError, match=r"message bits: layer 'enc' \(affine\) sends 24-bit messages, .* carry 16"):
         partition(stack(1, 4, 2), {"message_bits": 16})
+
+
+# -- spreading layers and partitioning for an objective ----------------------------
+KEYS = {"cores": lambda c: (c["cores"], c["latency_per_token_s"]),
+        "latency": lambda c: (c["latency_per_token_s"], c["cores"]),
+        "energy": lambda c: (c["energy_per_token_j"], c["cores"]),
+        "edp": lambda c: (c["energy_per_token_j"] * c["latency_per_token_s"], c["cores"])}
+
+
+@pytest.fixture(scope="module")
+def large():
+    """Shaped like the paper's large model: 4 S4D layers, H = 128, N = 64."""
+    return stack(4, 128, 64)
+
+
+def test_requested_parts_spread_a_layer():
+    g = stack(2, 32, 8)
+    P0 = partition(g)
+    assert [r["parts"] for r in P0.layers if r["layer"] == "s0"] == [1]
+    P = partition(g, parts={"s0": 5, "m0": 3})
+    check_partition(g, P)
+    rows = {r["layer"]: r for r in P.layers}
+    assert (rows["s0"]["parts"], rows["m0"]["parts"], rows["s1"]["parts"]) == (5, 3, 1)
+    assert rows["s0"]["binding"] == rows["m0"]["binding"] == "spread (partition objective)"
+    sizes = sorted(p.channels[1] - p.channels[0] for p in P.parts if p.layer == "s0")
+    assert sizes == [6, 6, 6, 7, 7]   # balanced: 32 channels over 5 parts
+    # each S4D part sends to each of the 3 mixing parts: messages into m0 grow with its parts
+    into = lambda Q: sum(e.messages_per_step for e in Q.edges if Q.parts[e.dst].layer == "m0")  # noqa: E731
+    assert into(P) == 3 * into(P0) == 3 * 32
+    assert spread_of(P) == {r["layer"]: r["parts"] for r in P.layers}
+    with pytest.raises(PlacementError, match="^parts of layer 's0' = 33: must be an integer from 1 to its 32 units$"):
+        partition(g, parts={"s0": 33})
+    with pytest.raises(PlacementError, match="^parts names 'r0', which is not an on-chip layer of 't'$"):
+        partition(g, parts={"r0": 2})   # fused into s0
+
+
+@pytest.mark.parametrize("objective", ["cores", "latency", "energy", "edp"])
+def test_each_objective_chooses_its_best_split(large, objective):
+    P, s = partition_for(large, objective=objective)
+    cands = s["candidates"]
+    assert len(cands) > 10 and s["objective"] == objective
+    chosen = cands[s["chosen"]]
+    assert min(KEYS[objective](c) for c in cands) == KEYS[objective](chosen)
+    assert P.n_parts == chosen["cores"] and spread_of(P) == chosen["parts"]
+    check_partition(large, P)
+    # the stored figures are the cost model's estimate of that split
+    est = estimate(P, depth_steps(large))
+    assert chosen["latency_per_token_s"] == pytest.approx(est["latency_per_token_s"], rel=1e-5)
+    assert chosen["energy_per_token_j"] == pytest.approx(est["energy_per_token_j"], rel=1e-5)
+    # splits go from the fewest cores (each layer's fewest parts) up to at most the system's cores
+    assert cands[0]["cores"] == partition(large).n_parts
+    assert all(a["cores"] < b["cores"] for a, b in zip(cands, cands[1:]))
+    assert cands[-1]["cores"] <= 128
+
+
+def test_latency_objective_spreads_the_large_model(large):
+    Pc, sc = partition_for(large, objective="cores")
+    Pl, sl = partition_for(large, objective="latency")
+    c, l = sc["candidates"][sc["chosen"]], sl["candidates"][sl["chosen"]]
+    assert l["cores"] > 4 * c["cores"]
+    assert l["latency_per_token_s"] < c["latency_per_token_s"] / 4
+    assert sc["candidates"] == sl["candidates"]           # the same splits, another choice
+    # time per step falls as the layers spread (it is set by the slowest core)
+    t = [x["time_per_step_s"] for x in sc["candidates"]]
+    assert t[-1] < t[0] / 4
+
+
+def test_constraints_are_met_or_refused(large):
+    fewest = partition(large).n_parts
+    with pytest.raises(ConstraintError, match=f"^max_cores 5: the network needs at least {fewest} cores "
+                                              r"\(each layer's fewest parts that fit a core\)$"):
+        partition_for(large, max_cores=5)
+    P, s = partition_for(large, objective="latency", max_cores=40)
+    assert P.n_parts <= 40 and all(c["cores"] <= 40 for c in s["candidates"])
+    best = min(s["candidates"], key=lambda c: c["latency_per_token_s"])
+    with pytest.raises(ConstraintError) as e:
+        partition_for(large, objective="energy", max_cores=40, max_latency_us=best["latency_per_token_s"] * 1e6 / 2)
+    assert str(e.value) == (f"max_latency_us {best['latency_per_token_s'] * 1e6 / 2:g}: the lowest modelled latency "
+                            f"per token among the {len(s['candidates'])} splits considered is "
+                            f"{best['latency_per_token_s'] * 1e6:.3g} us (on {best['cores']} cores, at most 40); "
+                            "allow more latency or more cores")
+    # a limit between the extremes: the energy choice among the splits that meet it
+    lim = (s["candidates"][0]["latency_per_token_s"] + best["latency_per_token_s"]) / 2 * 1e6
+    P, s = partition_for(large, objective="energy", max_latency_us=lim)
+    ok = [c for c in s["candidates"] if c["latency_per_token_s"] <= lim * 1e-6]
+    chosen = s["candidates"][s["chosen"]]
+    assert chosen["meets"] and chosen in ok and len(ok) < len(s["candidates"])
+    assert chosen["energy_per_token_j"] == min(c["energy_per_token_j"] for c in ok)
+    with pytest.raises(ConstraintError, match="^objective must be one of cores, latency, energy, edp, got 'speed'$"):
+        partition_for(large, objective="speed")
+
+
+def test_partition_search_is_deterministic(large):
+    a = partition_for(large, objective="edp")[1]
+    b = partition_for(large, objective="edp")[1]
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def test_activity_and_sparsity_measured_on_data():
+    from s4dc.targets.fixed_sim import FixedSimulator
+
+    digits = s4dc.compile(str(DIGITS / "model.onnx"), calibration=str(DIGITS / "calibration.npz"), place=False)
+    x = np.load(DIGITS / "calibration.npz")["x"]
+    m = measure(digits.graph, x, max_samples=8)
+    tr = FixedSimulator(digits.graph).trace(x[:8])
+    relu = [l.name for l in digits.graph.layers if l.attrs.get("relu")]
+    assert set(m.relu) == set(relu) and len(relu) == 3
+    for name in relu:
+        v = np.asarray(tr[name])
+        assert m.sparsity[name] == np.count_nonzero(v == 0) / v.size
+        assert m.activity[name] == activity_from_trace({name: v})[name]
+        assert 0.2 < m.sparsity[name] < 1.0
+    # shifting ReLU outputs down only adds zeros; at the largest shift nothing is sent
+    for a, b in zip(m.sweep, m.sweep[1:]):
+        assert all(b["sparsity"][k] >= a["sparsity"][k] for k in relu)
+    assert all(m.sweep[-1]["sparsity"][k] == 1.0 and m.sweep[-1]["activity"][k] == 0.0 for k in relu)
+    assert m.sweep[0]["activity"] == m.activity
+    # measured activity lowers messages and modelled energy against the default activity 1.0
+    P1, P = partition(digits.graph), partition(digits.graph, activity=m.activity)
+    d = depth_steps(digits.graph)
+    assert sum(e.messages_per_step for e in P.edges) < sum(e.messages_per_step for e in P1.edges)
+    assert estimate(P, d)["energy_per_token_j"] < estimate(P1, d)["energy_per_token_j"]
