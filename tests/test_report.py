@@ -15,6 +15,7 @@ import pytest
 import s4dc
 from s4dc.errors import NetworkFormatError, S4dcError
 from s4dc.report import cost, format_text, main, summary, write_html
+from s4dc.report.data import fmt_int
 
 DIGITS = Path(__file__).resolve().parents[1] / "examples" / "digits"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -133,24 +134,85 @@ def test_cost_model_adds_up(digits_out):
     synops = sum(p["synops_per_step"] + p["internal_synops_per_step"] for p in parts)
     assert c["synops_per_step"] == synops
     assert c["energy_synops_j"] == pytest.approx(synops * cost.E_SYNOP.value)
-    assert c["energy_neurons_j"] == pytest.approx(sum(p["neurons"] for p in parts) * cost.E_NEURON.value)
+    dendops = sum((p["neurons"] - p["state_neurons"]) + 2 * p["state_neurons"] for p in parts)
+    assert c["neuron_updates_per_step"] == dendops
+    assert c["energy_neurons_j"] == pytest.approx(dendops * cost.E_DEND.value)
     links = place["placements"]["optimized"]["links"]
     msgs = sum(e["messages_per_step"] for e in place["edges"])
     e_msg = msgs * cost.E_SPIKE.value + sum(
         l["messages_per_step"] * (cost.E_HOP_X.value if l["a"][1] == l["b"][1] else cost.E_HOP_Y.value)
         for l in links)  # one chip: no chip-to-chip link
     assert c["energy_messages_j"] == pytest.approx(e_msg)
+    assert c["energy_static_j"] == pytest.approx(len(parts) * cost.P_CORE.value * c["time_per_step_s"])
     assert c["energy_per_token_j"] == pytest.approx(c["energy_synops_j"] + c["energy_neurons_j"]
                                                     + c["energy_messages_j"] + c["energy_static_j"])
-    busiest = max(p["synops"] * cost.T_SYNOP.value + p["neurons"] * cost.T_NEURON.value for p in parts)
+    busiest = max(max(p["synops"] * cost.T_SYNOP.value,
+                      ((p["neurons"] - p["state_neurons"]) + 2 * p["state_neurons"]) * cost.T_DEND.value)
+                  for p in parts)
     assert c["busiest_core_s"] == pytest.approx(busiest)
+    router = place["placements"]["optimized"]["metrics"]["max_router_load"]
+    assert c["messages_s"] == pytest.approx(router * 32 * cost.T_BIT.value)
     assert c["time_per_step_s"] == pytest.approx(max(busiest, c["messages_s"]) + cost.T_BARRIER_CHIP.value)
     # digits: 5 affines (1 step each) and 3 S4D layers (2 each) between input and output, as Lava
     assert c["depth_steps"] == 11
     assert c["latency_per_token_s"] == pytest.approx(11 * c["time_per_step_s"])
     names = {f["name"] for f in s["cost"]["figures"]}
-    assert {"E_synop", "E_neuron", "T_synop", "T_barrier_chip", "P_static_chip"} <= names
+    assert {"E_synop", "E_dend", "T_synop", "T_dend", "T_bit", "T_barrier_chip", "P_static_core"} <= names
     assert all(f["source"] for f in s["cost"]["figures"])
+
+
+def test_tradeoff_and_sparsity_come_from_the_compile(digits_out):
+    """The splits considered and the per-layer sparsity: placement.json's, measured on calibration data."""
+    from s4dc.passes.partition import MEASURE_SAMPLES
+    from s4dc.targets.fixed_sim import FixedSimulator
+
+    s, placement = summary(digits_out), _json(digits_out / "placement.json")
+    t = s["placement"]["tradeoff"]
+    search = placement["partition_search"]
+    assert {k: t[k] for k in search} == search
+    chosen = t["candidates"][t["chosen"]]
+    assert t["objective"] == "cores" and t["chosen"] == t["best"]["cores"] == 0
+    assert chosen["cores"] == len(placement["partitions"])
+    assert t["chosen_placed"]["cores"] == chosen["cores"]
+    assert t["chosen_placed"]["latency_per_token_s"] == \
+        s["cost"]["per_placement"]["optimized"]["latency_per_token_s"]
+    # per-layer activation sparsity: the bit-exact run of the first calibration sequences
+    net = s4dc.load(digits_out)
+    x = __import__("numpy").load(DIGITS / "calibration.npz")["x"][:MEASURE_SAMPLES]
+    tr = FixedSimulator(net.graph).trace(x)
+    rows = {r["name"]: r for r in s["layers"]}
+    relu = [l.name for l in net.graph.layers if l.attrs.get("relu")]
+    for name in relu:
+        v = tr[name]
+        assert rows[name]["activation_sparsity"] == pytest.approx((v == 0).sum() / v.size, abs=1e-6)
+        assert 0.3 < rows[name]["activation_sparsity"] < 1
+    sw = s["placement"]["sparsity_sweep"]
+    assert sw["samples"] == MEASURE_SAMPLES and sw["steps"] == x.shape[1]
+    e = [p["energy_per_token_j"] for p in sw["sweep"]]
+    assert all(a >= b for a, b in zip(e, e[1:])) and e[-1] < e[0]   # sparser: less energy
+    assert sw["sweep"][-1]["mean_sparsity"] == 1.0 and sw["sweep"][-1]["mean_activity"] == 0.0
+
+
+def test_latency_objective_and_constraints_through_the_compile(digits_out, tmp_path, capsys):
+    from s4dc.cli import main as cli_main
+    from s4dc.passes.partition import ConstraintError
+
+    net = s4dc.compile(DIGITS / "model.onnx", calibration=str(DIGITS / "calibration.npz"), place_budget=0.2,
+                       objective="latency")
+    t = net.placement["partition_search"]
+    cores_run = _json(digits_out / "placement.json")["partition_search"]
+    assert t["candidates"] == cores_run["candidates"]   # the same splits, another choice
+    lat, few = t["candidates"][t["chosen"]], t["candidates"][t["best"]["cores"]]
+    assert t["chosen"] == t["best"]["latency"] and lat["cores"] > few["cores"]
+    assert lat["latency_per_token_s"] < few["latency_per_token_s"]
+    assert len(net.placement["partitions"]) == lat["cores"]
+    with pytest.raises(ConstraintError, match="^max_cores 3: the network needs at least 8 cores"):
+        s4dc.compile(DIGITS / "model.onnx", calibration=str(DIGITS / "calibration.npz"), max_cores=3)
+    out = tmp_path / "never"
+    assert cli_main([str(DIGITS / "model.onnx"), "-o", str(out), "--max-latency-us", "0.5", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("s4dc: error: max_latency_us 0.5: the lowest modelled latency")
+    assert not out.exists()
 
 
 def test_text_json_and_cli(digits_out, capsys):
@@ -159,7 +221,8 @@ def test_text_json_and_cli(digits_out, capsys):
     text = capsys.readouterr().out
     assert text == format_text(summary(digits_out)) + "\n"
     for needle in ("placement:", "layers:", "quantization", "passes", "estimated per token", "assumptions:",
-                   "node_Conv_40", f"{placement['placements']['optimized']['traffic']:,}"):
+                   "node_Conv_40", fmt_int(placement['placements']['optimized']['traffic']), "partition objective cores",
+                   "modelled energy per token vs activation sparsity"):
         assert needle in text
     assert main([str(digits_out), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -232,9 +295,10 @@ class _Dom(HTMLParser):
         super().__init__()
         self.root: dict = {}
         self.svgs: dict[str, dict[str, list]] = {}
+        self.figs: dict[str, dict[str, list]] = {}
         self.rows: list[dict] = []
         self.ids: set[str] = set()
-        self._svg = self._row = self._table = self._td = None
+        self._svg = self._row = self._table = self._td = self._fig = None
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -244,6 +308,12 @@ class _Dom(HTMLParser):
             self.root = a
         elif tag == "svg" and "mesh" in (a.get("class") or "").split():
             self._svg = self.svgs.setdefault(a["data-placement"], {"cores": [], "links": []})
+        elif tag == "svg" and "fig" in (a.get("class") or "").split():
+            self._fig = self.figs.setdefault(a["id"], {"pts": [], "marks": []})
+        elif self._fig is not None and tag == "circle":
+            self._fig["pts"].append(a)
+        elif self._fig is not None and "data-mark" in a:
+            self._fig["marks"].append(a)
         elif self._svg is not None and "data-core" in a:
             self._svg["cores"].append(a)
         elif self._svg is not None and tag == "line":
@@ -264,7 +334,7 @@ class _Dom(HTMLParser):
 
     def handle_endtag(self, tag):
         if tag == "svg":
-            self._svg = None
+            self._svg = self._fig = None
         elif tag == "td":
             self._td = None
         elif tag == "tr":
@@ -343,7 +413,25 @@ def test_report_in_chromium(digits_out, tmp_path):
     energy = next(r for r in cost_rows if "energy_per_token_j@optimized" in r["v"])
     assert float(energy["v"]["energy_per_token_j@optimized"]) == \
         pytest.approx(s["cost"]["per_placement"]["optimized"]["energy_per_token_j"])
-    assert {"cost", "quantization", "passes", "layers", "mesh"} <= dom.ids
+    assert {"cost", "quantization", "passes", "layers", "mesh", "tradeoff"} <= dom.ids
+    for name, r in layers.items():   # sends and sparsity per layer, from placement.json
+        lay = next((x for x in placement["layers"] if x["layer"] == name), None)
+        if lay is not None:
+            assert float(r["v"]["activation_sparsity"]) == lay["activation_sparsity"], name
+            assert float(r["v"]["activity"]) == lay["activity"], name
+    # the trade-off figures: one point per split, the chosen one ringed, the cores and latency optima marked
+    search = placement["partition_search"]
+    for fig, key in (("pareto-latency", "latency_per_token_s"), ("pareto-energy", "energy_per_token_j")):
+        pts = dom.figs[fig]["pts"]
+        assert [(float(p["data-x"]), float(p["data-y"])) for p in pts] == \
+            [(c["cores"], c[key]) for c in search["candidates"]]
+        ringed = [int(p["data-i"]) for p in pts if "chosen" in p["class"].split()]
+        assert ringed == [search["chosen"]]
+        marks = {m["data-i"]: m["data-mark"] for m in dom.figs[fig]["marks"]}
+        assert "C" in marks[str(search["best"]["cores"])] and "L" in marks[str(search["best"]["latency"])]
+    assert search["best"]["cores"] != search["best"]["latency"]
+    sweep = [(float(p["data-x"]), float(p["data-y"])) for p in dom.figs["sparsity-energy"]["pts"]]
+    assert sweep == [(p["mean_sparsity"], p["energy_per_token_j"]) for p in placement["activity_measured"]["sweep"]]
 
 
 @needs_chromium
