@@ -69,6 +69,50 @@ def _const(fe: Frontend, node: onnx.NodeProto, v: Value | None, what: str) -> np
     raise _pattern(node, f"{what} must be a constant")
 
 
+def _int_const(fe: Frontend, node: onnx.NodeProto, v: Value | None, what: str) -> np.ndarray:
+    """A constant integer vector (pads, axes, indices, shapes)."""
+    c = np.asarray(_const(fe, node, v, what))
+    if c.dtype.kind not in "iu":
+        raise _pattern(node, f"{what} must be integers, got dtype {c.dtype}")
+    return c.astype(np.int64)
+
+
+def _act(node: onnx.NodeProto, ins: list, lo: int = 1, hi: int | None = None) -> Act:
+    """The activation a handler reads as its first input, after checking the
+    input count is in [lo, hi] and that no other input is an activation."""
+    hi = lo if hi is None else hi
+    if not lo <= len(ins) <= hi:
+        raise _pattern(node, f"has {len(ins)} inputs; {node.op_type} takes "
+                             f"{lo if lo == hi else f'{lo} to {hi}'}")
+    if not ins or not isinstance(ins[0], Act):
+        raise _pattern(node, "the activation must be its first input")
+    if any(isinstance(v, Act) for v in ins[1:]):
+        raise _pattern(node, "reads an activation where a constant is expected")
+    return ins[0]
+
+
+def _ints_attr(node: onnx.NodeProto, name: str, default=None) -> list[int] | None:
+    v = _attr(node, name, default)
+    if v is None:
+        return None
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, int) for x in v):
+        raise _pattern(node, f"attribute {name} must be a list of integers, got {v!r}")
+    return list(v)
+
+
+def _int_attr(node: onnx.NodeProto, name: str, default: int) -> int:
+    v = _attr(node, name, default)
+    if not isinstance(v, int):
+        raise _pattern(node, f"attribute {name} must be an integer, got {v!r}")
+    return v
+
+
+def _axis(node: onnx.NodeProto, a: int, rank: int, what: str = "axis") -> int:
+    if not -rank <= int(a) < rank:
+        raise _pattern(node, f"{what} {a} is out of range for a rank-{rank} tensor")
+    return int(a) % rank
+
+
 def _only_act(node: onnx.NodeProto, ins: list) -> Act:
     acts = [v for v in ins if isinstance(v, Act)]
     if len(acts) != 1:
@@ -79,6 +123,8 @@ def _only_act(node: onnx.NodeProto, ins: list) -> Act:
 def _feature_vector(node: onnx.NodeProto, act: Act, c: np.ndarray, what: str) -> np.ndarray:
     """A constant broadcast against `act`, as one value per feature."""
     shape = act.shape(PROBE_BATCHES[0])
+    if c.dtype.kind not in "fiub":
+        raise _pattern(node, f"{what} has dtype {c.dtype}; a number per feature is expected")
     try:
         full = np.broadcast_to(c, np.broadcast_shapes(c.shape, shape))
     except ValueError:
@@ -136,9 +182,11 @@ def _shape(fe, node, ins):
 # --- layout ----------------------------------------------------------------
 @handles("Transpose")
 def _transpose(fe, node, ins):
-    act = ins[0]
+    act = _act(node, ins)
     _no_pad(node, act)
-    perm = _attr(node, "perm") or list(range(len(act.axes)))[::-1]
+    perm = _ints_attr(node, "perm") or list(range(len(act.axes)))[::-1]
+    if sorted(perm) != list(range(len(act.axes))):
+        raise _pattern(node, f"perm {perm} is not a permutation of the {len(act.axes)} axes of {act.axes}")
     return [Act(act.tensor, tuple(act.axes[p] for p in perm), act.features, act.time)]
 
 
@@ -164,31 +212,43 @@ def _dims(axes, act):
     return [{"B": "batch", "T": act.time, "F": act.features, "1": 1}[a] for a in axes]
 
 
-def _resolve_reshape(shape_in: tuple[int, ...], target: np.ndarray, allowzero: int) -> tuple[int, ...]:
-    t = [int(x) for x in target]
+def _resolve_reshape(node: onnx.NodeProto, shape_in: tuple[int, ...], target: np.ndarray,
+                     allowzero: int) -> tuple[int, ...]:
+    t = [int(x) for x in np.asarray(target).reshape(-1)]
     if not allowzero:
+        if any(x == 0 for x in t[len(shape_in):]):
+            raise _pattern(node, f"reshape target {t} copies (0) an axis the {len(shape_in)}-axis input lacks")
         t = [shape_in[i] if x == 0 else x for i, x in enumerate(t)]
+    if t.count(-1) > 1 or any(x < -1 for x in t):
+        raise _pattern(node, f"reshape target {t} is not a valid shape")
     if -1 in t:
         known = int(np.prod([x for x in t if x != -1]))
         t[t.index(-1)] = int(np.prod(shape_in)) // max(known, 1)
+    if int(np.prod(t)) != int(np.prod(shape_in)):
+        raise _pattern(node, f"cannot reshape {tuple(shape_in)} ({int(np.prod(shape_in))} values) to {tuple(t)}")
     return tuple(t)
 
 
 @handles("Reshape")
 def _reshape(fe, node, ins):
-    act, tgt = ins[0], ins[1]
-    if isinstance(tgt, Act):
+    if len(ins) == 2 and isinstance(ins[1], Act):
         raise _pattern(node, "reshape target computed from activation values")
+    act = _act(node, ins, 2)
+    tgt = ins[1]
+    if tgt is None:
+        raise _pattern(node, "has no shape input")
     vals = tgt.values if isinstance(tgt, Sym) else (tgt.value, tgt.value)
-    az = _attr(node, "allowzero", 0)
-    targets = tuple(_resolve_reshape(act.shape(b), v, az) for b, v in zip(PROBE_BATCHES, vals))
+    if any(np.asarray(v).dtype.kind not in "iu" or np.ndim(v) > 1 for v in vals):
+        raise _pattern(node, "the reshape target must be a 1-D integer tensor")
+    az = _int_attr(node, "allowzero", 0)
+    targets = tuple(_resolve_reshape(node, act.shape(b), v, az) for b, v in zip(PROBE_BATCHES, vals))
     return [_reshape_to(node, act, targets)]
 
 
 def _axes_input(fe, node, ins, idx: int) -> list[int] | None:
-    a = _attr(node, "axes")
+    a = _ints_attr(node, "axes")
     if a is None and len(ins) > idx and ins[idx] is not None:
-        a = _const(fe, node, ins[idx], "axes").reshape(-1).tolist()
+        a = _int_const(fe, node, ins[idx], "axes").reshape(-1).tolist()
     return None if a is None else [int(x) for x in a]
 
 
@@ -199,40 +259,58 @@ def _reshape_by(node: onnx.NodeProto, act: Act, target) -> list:
 
 @handles("Squeeze")
 def _squeeze(fe, node, ins):
+    act = _act(node, ins, 1, 2)
     axes = _axes_input(fe, node, ins, 1)
 
     def target(s):
-        ax = [a % len(s) for a in axes] if axes is not None else [i for i, d in enumerate(s) if d == 1]
+        ax = [_axis(node, a, len(s)) for a in axes] if axes is not None else [i for i, d in enumerate(s) if d == 1]
+        if any(s[a] != 1 for a in ax):
+            raise _pattern(node, f"squeezes axes {axes} of shape {tuple(s)}, which are not all of size 1")
         return (d for i, d in enumerate(s) if i not in ax)
-    return _reshape_by(node, ins[0], target)
+    return _reshape_by(node, act, target)
 
 
 @handles("Unsqueeze")
 def _unsqueeze(fe, node, ins):
+    act = _act(node, ins, 1, 2)
     axes = _axes_input(fe, node, ins, 1)
+    if axes is None:
+        raise _pattern(node, "has no axes")
 
     def target(s):
         s = list(s)
-        for a in sorted(x % (len(s) + len(axes)) for x in axes):
+        n = len(s) + len(axes)
+        at = sorted(_axis(node, x, n) for x in axes)
+        if len(set(at)) != len(at):
+            raise _pattern(node, f"axes {axes} repeat an axis")
+        for a in at:
             s.insert(a, 1)
         return s
-    return _reshape_by(node, ins[0], target)
+    return _reshape_by(node, act, target)
 
 
 @handles("Flatten")
 def _flatten(fe, node, ins):
-    ax = _attr(node, "axis", 1)
+    act = _act(node, ins)
+    ax = _int_attr(node, "axis", 1)
 
     def target(s):
+        if not -len(s) <= ax <= len(s):
+            raise _pattern(node, f"axis {ax} is out of range for a rank-{len(s)} tensor")
         k = ax % len(s) if ax < 0 else ax
         return int(np.prod(s[:k])), int(np.prod(s[k:]))
-    return _reshape_by(node, ins[0], target)
+    return _reshape_by(node, act, target)
 
 
 # --- affine maps ---------------------------------------------------------------
 @handles("MatMul")
 def _matmul(fe, node, ins):
+    if len(ins) != 2:
+        raise _pattern(node, f"has {len(ins)} inputs; MatMul takes 2")
     a, b = ins
+    for v in (a, b):
+        if isinstance(v, Const) and v.value.dtype.kind not in "fiu":
+            raise _pattern(node, f"multiplies by a constant of dtype {v.value.dtype}")
     if isinstance(a, Act) and isinstance(b, Const) and b.value.ndim == 2:
         _no_pad(node, a)
         f = a.axis_of("F")
@@ -254,23 +332,37 @@ def _matmul(fe, node, ins):
 
 @handles("Gemm")
 def _gemm(fe, node, ins):
-    a, b = ins[0], ins[1]
-    c = ins[2] if len(ins) > 2 else None
-    if not isinstance(a, Act) or _attr(node, "transA", 0):
+    if not isinstance(ins[0], Act) or _attr(node, "transA", 0):
         raise _pattern(node, "only Gemm(activation, constant weight) with transA=0 maps")
+    a = _act(node, ins, 2, 3)
+    b = ins[1]
+    c = ins[2] if len(ins) > 2 else None
     _no_pad(node, a)
     w = _const(fe, node, b, "weight")
-    w = (w if _attr(node, "transB", 0) else w.T) * _attr(node, "alpha", 1.0)
-    bias = np.zeros(w.shape[0])
-    if c is not None:
-        bias = np.broadcast_to(_const(fe, node, c, "bias"), (w.shape[0],)) * _attr(node, "beta", 1.0)
+    if w.ndim != 2 or w.dtype.kind not in "fiu":
+        raise _pattern(node, f"weight of shape {w.shape} dtype {w.dtype}; a 2-D float matrix is expected")
+    alpha, beta = _attr(node, "alpha", 1.0), _attr(node, "beta", 1.0)
+    if not isinstance(alpha, float) or not isinstance(beta, float):
+        raise _pattern(node, "alpha and beta must be floats")
+    w = (w if _attr(node, "transB", 0) else w.T) * alpha
     if a.axis_of("F") != len(a.axes) - 1:
         raise _pattern(node, "Gemm must read (batch, features)")
+    if w.shape[1] != a.features:
+        raise _pattern(node, f"weight maps {w.shape[1]} features, the input has {a.features}")
+    bias = np.zeros(w.shape[0])
+    if c is not None:
+        cv = _const(fe, node, c, "bias")
+        try:
+            bias = np.broadcast_to(cv, (w.shape[0],)) * beta
+        except ValueError:
+            raise _pattern(node, f"bias of shape {cv.shape} does not broadcast to ({w.shape[0]},)") from None
     return [_affine(fe, node, a, w, bias, node.input[1])]
 
 
 @handles("Add", "Sub", "Mul", "Div")
 def _elementwise(fe, node, ins):
+    if len(ins) != 2 or any(v is None for v in ins):
+        raise _pattern(node, f"has {len(ins)} inputs; {node.op_type} takes 2")
     a, b = ins
     op = node.op_type
     if isinstance(a, Act) and isinstance(b, Act):
@@ -295,25 +387,33 @@ def _elementwise(fe, node, ins):
         return [_affine(fe, node, act, np.diag(c), np.zeros(act.features))]
     if c_first:
         raise unsupported(node, "divides by an activation, which cannot be mapped")
+    if np.any(c == 0):
+        raise _pattern(node, "divides by zero")
     return [_affine(fe, node, act, np.diag(1.0 / c), np.zeros(act.features))]
 
 
 @handles("BatchNormalization")
 def _batchnorm(fe, node, ins):
-    act = ins[0]
+    act = _act(node, ins, 5)
     _no_pad(node, act)
     if _attr(node, "training_mode", 0):
         raise _pattern(node, "BatchNormalization in training mode; export the model in eval mode")
     if act.axis_of("F") != 1:
         raise _pattern(node, f"normalizes axis 1 of a {act.axes} activation, not the feature axis")
-    scale, bias, mean, var = (_const(fe, node, v, n) for v, n in zip(ins[1:5], ("scale", "B", "mean", "var")))
-    s = scale / np.sqrt(var + _attr(node, "epsilon", 1e-5))
+    scale, bias, mean, var = (np.asarray(_const(fe, node, v, n)) for v, n in zip(ins[1:5], ("scale", "B", "mean", "var")))
+    for v, n in zip((scale, bias, mean, var), ("scale", "B", "mean", "var")):
+        if v.shape != (act.features,) or v.dtype.kind not in "fiu":
+            raise _pattern(node, f"{n} has shape {v.shape} dtype {v.dtype}; ({act.features},) floats expected")
+    eps = _attr(node, "epsilon", 1e-5)
+    if not isinstance(eps, float) or np.any(var + eps <= 0):
+        raise _pattern(node, "variance + epsilon must be positive")
+    s = scale / np.sqrt(var + eps)
     return [_affine(fe, node, act, np.diag(s), bias - s * mean)] + [None] * (len(node.output) - 1)
 
 
 @handles("Relu")
 def _relu(fe, node, ins):
-    act = ins[0]
+    act = _act(node, ins)
     _no_pad(node, act)
     t = fe.emit(node, "relu", [act.tensor], act.features, act.sequence)
     return [Act(t, act.axes, act.features, act.time)]
@@ -324,9 +424,11 @@ def _relu(fe, node, ins):
 def _quantize_linear(fe, node, ins):
     """Fake quantization on an activation: the float path passes it through;
     the grid (power-of-two scale, zero point 0) is kept for the quantizer."""
-    act = ins[0]
+    act = _act(node, ins, 2, 3)
     scale = _const(fe, node, ins[1], "y_scale")
     zp = _const(fe, node, ins[2], "y_zero_point") if len(ins) > 2 and ins[2] is not None else np.zeros(1, np.uint8)
+    if scale.dtype.kind != "f" or zp.dtype.kind not in "iu":
+        raise _pattern(node, f"y_scale dtype {scale.dtype} / y_zero_point dtype {zp.dtype}: float and integer expected")
     from s4dc.frontend.onnx_prep import qdq_hint
     fe.hints[node.output[0]] = qdq_hint(scale, zp, zp.dtype) or {"exp": None}
     return [act]
@@ -334,7 +436,7 @@ def _quantize_linear(fe, node, ins):
 
 @handles("DequantizeLinear")
 def _dequantize_linear(fe, node, ins):
-    act = ins[0]
+    act = _act(node, ins, 2, 3)
     hint = fe.hints.get(node.input[0])
     if hint is None:
         raise _pattern(node, "dequantizes an activation that no QuantizeLinear quantized")
@@ -347,16 +449,18 @@ def _dequantize_linear(fe, node, ins):
 # --- convolution and padding -------------------------------------------------------------
 @handles("Pad")
 def _pad(fe, node, ins):
-    act = ins[0]
-    pads = _const(fe, node, ins[1], "pads").astype(int) if len(ins) > 1 and ins[1] is not None \
-        else np.array(_attr(node, "pads"))
+    act = _act(node, ins, 1, 4)
+    pads = _int_const(fe, node, ins[1], "pads").reshape(-1) if len(ins) > 1 and ins[1] is not None \
+        else np.array(_ints_attr(node, "pads") or [], np.int64)
     mode = _attr(node, "mode", b"constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = mode.decode(errors="replace") if isinstance(mode, bytes) else str(mode)
     value = _const(fe, node, ins[2], "constant_value") if len(ins) > 2 and ins[2] is not None else np.zeros(1)
     rank = len(act.axes)
     axes = list(range(rank))
     if len(ins) > 3 and ins[3] is not None:
-        axes = [int(a) % rank for a in _const(fe, node, ins[3], "axes")]
+        axes = [_axis(node, a, rank) for a in _int_const(fe, node, ins[3], "axes").reshape(-1)]
+    if len(pads) != 2 * len(axes) or len(set(axes)) != len(axes):
+        raise _pattern(node, f"pads {pads.tolist()} do not give a begin and an end for each of {len(axes)} axes")
     full = np.zeros(2 * rank, int)
     for k, a in enumerate(axes):
         full[a], full[a + rank] = pads[k], pads[k + len(axes)]
@@ -370,26 +474,37 @@ def _pad(fe, node, ins):
 
 @handles("Conv")
 def _conv(fe, node, ins):
-    act = ins[0]
+    act = _act(node, ins, 2, 3)
     w = _const(fe, node, ins[1], "weight")
-    bias = _const(fe, node, ins[2], "bias") if len(ins) > 2 and ins[2] is not None else np.zeros(w.shape[0])
     if w.ndim != 3 or len(act.axes) != 3:
         raise _pattern(node, "only 1-D convolutions over time map")
+    if w.dtype.kind not in "fiu" or 0 in w.shape:
+        raise _pattern(node, f"weight of shape {w.shape} dtype {w.dtype}; a non-empty float kernel is expected")
+    bias = _const(fe, node, ins[2], "bias") if len(ins) > 2 and ins[2] is not None else np.zeros(w.shape[0])
+    if bias.shape != (w.shape[0],) or bias.dtype.kind not in "fiu":
+        raise _pattern(node, f"bias of shape {bias.shape}; ({w.shape[0]},) floats expected")
     if act.with_f()[1] != "F" or act.axes[2] != "T":
         raise _pattern(node, f"convolves a {act.axes} activation; expected (batch, channels, time)")
-    if any(s != 1 for s in _attr(node, "strides", [1])) or any(d != 1 for d in _attr(node, "dilations", [1])):
+    if any(s != 1 for s in _ints_attr(node, "strides", [1])) or any(d != 1 for d in _ints_attr(node, "dilations", [1])):
         raise _pattern(node, "strided or dilated convolution over time")
+    ks = _ints_attr(node, "kernel_shape")
+    if ks is not None and ks != [w.shape[2]]:
+        raise _pattern(node, f"kernel_shape {ks} disagrees with the weight's {w.shape[2]} taps")
     auto_pad = _attr(node, "auto_pad", b"NOTSET")
     if auto_pad not in (b"NOTSET", "NOTSET"):
         raise _pattern(node, f"auto_pad {auto_pad!r}; export with explicit pads")
-    pads = _attr(node, "pads", [0, 0])
-    group = _attr(node, "group", 1)
+    pads = _ints_attr(node, "pads", [0, 0])
+    group = _int_attr(node, "group", 1)
+    if len(pads) != 2 or group < 1:
+        raise _pattern(node, f"pads {pads} / group {group}: a 1-D convolution has two pads and group >= 1")
     cout, cin_g, k = w.shape
     left, right = act.pad + pads[0], pads[1]
     if k == 1:
         if left or right:
             raise _pattern(node, "pads a pointwise (kernel 1) convolution")
         if group == 1:
+            if cin_g != act.features:
+                raise _pattern(node, f"weight reads {cin_g} channels, the input has {act.features}")
             weight = w[:, :, 0]
         elif group == act.features == cout and cin_g == 1:
             weight = np.diag(w[:, 0, 0])
@@ -427,9 +542,10 @@ def _readout(fe, node, act: Act, mode: str, keep_axis: bool) -> Act:
 
 @handles("Gather")
 def _gather(fe, node, ins):
-    act, idx = ins[0], _const(fe, node, ins[1], "indices")
+    act = _act(node, ins, 2)
+    idx = _int_const(fe, node, ins[1], "indices")
     _no_pad(node, act)
-    axis = _attr(node, "axis", 0) % len(act.axes)
+    axis = _axis(node, _int_attr(node, "axis", 0), len(act.axes))
     if act.axes[axis] != "T" or idx.size != 1 or int(idx.reshape(-1)[0]) % act.time != act.time - 1:
         raise _pattern(node, f"gathers index {idx.reshape(-1).tolist()} on axis {axis} of {act.axes}; "
                              "only the last time step can be selected")
@@ -438,18 +554,21 @@ def _gather(fe, node, ins):
 
 @handles("Slice")
 def _slice(fe, node, ins):
-    act = ins[0]
+    act = _act(node, ins, 3, 5)
     _no_pad(node, act)
-    starts, ends = (_const(fe, node, v, n).reshape(-1) for v, n in zip(ins[1:3], ("starts", "ends")))
+    starts, ends = (_int_const(fe, node, v, n).reshape(-1) for v, n in zip(ins[1:3], ("starts", "ends")))
     rank = len(act.axes)
-    axes = _const(fe, node, ins[3], "axes").reshape(-1) if len(ins) > 3 and ins[3] is not None \
+    axes = _int_const(fe, node, ins[3], "axes").reshape(-1) if len(ins) > 3 and ins[3] is not None \
         else np.arange(len(starts))
-    steps = _const(fe, node, ins[4], "steps").reshape(-1) if len(ins) > 4 and ins[4] is not None \
+    steps = _int_const(fe, node, ins[4], "steps").reshape(-1) if len(ins) > 4 and ins[4] is not None \
         else np.ones(len(starts), int)
+    if not len(starts) == len(ends) == len(axes) == len(steps) or np.any(steps == 0):
+        raise _pattern(node, f"starts {starts.tolist()}, ends {ends.tolist()}, axes {axes.tolist()}, steps "
+                             f"{steps.tolist()}: lengths differ or a step is 0")
     shape = act.shape(PROBE_BATCHES[0])
     last = False
     for s, e, a, st in zip(starts, ends, axes, steps):
-        a = int(a) % rank
+        a = _axis(node, a, rank)
         rng = range(*slice(int(s), int(e), int(st)).indices(shape[a]))
         if len(rng) == shape[a] and st == 1:
             continue  # whole axis
@@ -463,7 +582,7 @@ def _slice(fe, node, ins):
 
 @handles("ReduceMean")
 def _reduce_mean(fe, node, ins):
-    act = ins[0]
+    act = _act(node, ins, 1, 2)
     _no_pad(node, act)
     axes = _axes_input(fe, node, ins, 1)
     keep = bool(_attr(node, "keepdims", 1))
