@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from types import SimpleNamespace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,9 +17,9 @@ from s4dc.network import NET_FORMAT, NET_FORMAT_VERSION, Network, check_time_len
 from s4dc.frontend.onnx_prep import opset_of, prepare, read_model
 from s4dc.errors import CalibrationError
 from s4dc.options import CompileOptions
-from s4dc.precision import read_config, widths_for
+from s4dc.precision import read_config
 from s4dc.passes import FLOWS, PassLog, run_flow
-from s4dc.passes.base import PassRecord
+from s4dc.passes.base import PassContext, PassRecord
 from s4dc.passes.place import strip_timing
 from s4dc.targets.float_exec import FloatExecutor
 
@@ -61,13 +60,9 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
     if not opts.float_only:
         calib_x, calib_note = _calibration(calib_src, graph)
     say(f"running passes: {', '.join(flow)}")
-    n_float = len(FLOWS["float"])
-    graph, log = run_flow(graph, flow[:n_float], opts, log, after_each=after)
-    if not opts.float_only:
-        ctx = SimpleNamespace(**opts.to_json(), calibration_x=calib_x,
-                              precision=widths_for(graph, config, opts.config or "precision config"))
-        say(f"quantizing on {calib_note}")
-        graph, log = run_flow(graph, flow[n_float:], ctx, log, after_each=after)
+    ctx = PassContext(options=opts, calibration_x=calib_x, calibration_note=calib_note or "", config=config,
+                      progress=say)
+    graph, log = run_flow(graph, flow, ctx, log, after_each=after)
     placement = None
     if opts.place and not opts.float_only:
         placement = _place(graph, opts, say, log, calib_x)
@@ -172,6 +167,10 @@ def _calibration(source: "str | np.ndarray | None", graph: Graph) -> tuple[np.nd
     return x.astype(np.float64), f"{x.shape[0]} sequences from {where} (sha256 {sha})"
 
 
+def _flat(out: "np.ndarray | list[np.ndarray]") -> np.ndarray:
+    return np.concatenate([o.astype(np.float64).ravel() for o in (out if isinstance(out, list) else [out])])
+
+
 class _NumericCheck:
     """FINN-style step verification: after every pass, run the float executor
     on a fixed random input and compare with the frontend's graph."""
@@ -181,12 +180,20 @@ class _NumericCheck:
         t = min(int(graph.meta.get("time_steps") or 16), 256)
         self.x = rng.standard_normal((2, t, graph.input_layer.attrs["features"]))
         self.ref = self._outputs(graph)
+        self.ref_model = _flat(FloatExecutor(graph).run(self.x))
 
     def _outputs(self, graph: Graph) -> np.ndarray:
+        if any(l.opdef.quantized for l in graph.layers):  # the integers, decoded, as the model returns them
+            from s4dc.targets.fixed_sim import FixedSimulator
+
+            return _flat(FixedSimulator(graph).run(self.x))
         tr = FloatExecutor(graph).trace(self.x)  # float64, before any cast
         return np.concatenate([tr[l.name].ravel() for l in graph.output_layers])
 
     def __call__(self, graph: Graph) -> dict[str, Any]:
         got = self._outputs(graph)
-        err = float(np.abs(got - self.ref).max() / max(np.abs(self.ref).max(), 1e-30))
+        ref = self.ref
+        if any(l.opdef.quantized for l in graph.layers):  # compared as the model returns its outputs
+            ref = self.ref_model
+        err = float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30))
         return {"rel_deviation_from_frontend": float(f"{err:.3e}")}

@@ -37,7 +37,10 @@ class PassContext:
 
     options: CompileOptions = field(default_factory=CompileOptions)
     calibration_x: np.ndarray | None = None  # (n, time, features) float, for quantization
+    calibration_note: str = ""               # where calibration_x came from (for progress and the manifest)
     precision: dict[str, Any] | None = None  # layer name (or "__default__") -> BitWidths
+    config: dict[str, Any] | None = None     # the precision config as read (s4dc.precision), resolved
+                                             # into `precision` against the graph the quantizer gets
     progress: Callable[[str], None] = field(default=lambda msg: None, repr=False)
     # What mapping steps leave for the compile to write (placement.json's document).
     results: dict[str, Any] = field(default_factory=dict)
@@ -54,7 +57,7 @@ class PassContext:
         opt_names = {f.name for f in fields(CompileOptions)}
         given = {k: v for k, v in vars(ctx).items() if k in opt_names}
         return cls(options=replace(CompileOptions(), **given), calibration_x=getattr(ctx, "calibration_x", None),
-                   precision=getattr(ctx, "precision", None))
+                   precision=getattr(ctx, "precision", None), config=getattr(ctx, "config", None))
 
 
 # --- graph properties a pass can require -------------------------------------------

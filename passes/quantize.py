@@ -36,6 +36,7 @@ from s4dc.ir.layer import Layer
 from s4dc.ir.ops import INPUT, QADD, QAFFINE, QSSM, RELU
 from s4dc.ir.tensor import FixedPoint
 from s4dc.passes.base import PassContext, PassPreconditionError, register
+from s4dc.precision import widths_for
 from s4dc.registry import Registry
 from s4dc.targets.float_exec import FloatExecutor
 from s4dc.targets.loihi2.numerics import BIAS_BITS, MESSAGE_BITS, BitWidths, qmax
@@ -284,10 +285,12 @@ def calibrate(graph: Graph, x: np.ndarray) -> tuple[dict[str, float], dict[str, 
 def apply(graph: Graph, ctx: PassContext) -> tuple[Graph, dict[str, Any]]:
     from s4dc.targets.fixed_sim import FixedSimulator
 
-    if ctx.calibration_x is None or ctx.precision is None:
-        raise PassPreconditionError("pass 'quantize' needs calibration inputs and bit widths in its context")
+    if ctx.calibration_x is None:
+        raise PassPreconditionError("pass 'quantize' needs calibration inputs in its context")
+    ctx.progress(f"quantizing on {ctx.calibration_note or 'the given calibration inputs'}")
     x = ctx.calibration_x
-    widths: dict[str, BitWidths] = ctx.precision
+    widths: dict[str, BitWidths] = ctx.precision if ctx.precision is not None else \
+        widths_for(graph, ctx.config or {}, ctx.options.config or "precision config")
     for name, bw in widths.items():
         bw.check("precision config" + ("" if name == "__default__" else f", layer '{name}'"))
     peaks, states, tr = calibrate(graph, x)

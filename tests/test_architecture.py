@@ -123,3 +123,16 @@ def test_sink_readout_moves_the_affine_before_the_readout(rng):
     # mean and affine commute: the same output, to rounding
     np.testing.assert_allclose(FloatExecutor(moved).run(x), FloatExecutor(g).run(x), rtol=1e-12, atol=1e-12)
     assert [l.name for l in g.layers] == ["in", "ro", "fc", "out"]  # the input graph is left alone
+
+
+def test_verify_checks_the_quantized_network_too():
+    # --verify compares every pass with the frontend's graph; after quantize
+    # that is the bit-exact simulator's decoded output (it used to stop at
+    # the quantized graph, which the float executor cannot run).
+    import s4dc
+    net = s4dc.compile("examples/digits/model.onnx", calibration="examples/digits/calibration.npz",
+                       verify_numerics=True, place=False)
+    dev = {r["pass"]: r["changes"]["rel_deviation_from_frontend"] for r in net.manifest["passes"][1:]}
+    assert list(dev)[-1] == "quantize"
+    assert max(v for k, v in dev.items() if k != "quantize") < 1e-4  # float passes: exact to fit error
+    assert 1e-4 < dev["quantize"] < 0.05  # integers: the quantization error, bounded
