@@ -39,10 +39,15 @@ def check_doc(doc: dict, P) -> None:
         cores = doc["placements"][k]["cores"]
         assert len(cores) == n and len(set(cores)) == n            # every part once, on its own core
         assert all(0 <= c < doc["system"]["chips_used"] * cpc for c in cores)
+        pl = doc["placements"][k]   # each part's chip and mesh position, as its core gives them
+        for g, c, x, y in zip(cores, pl["chip"], pl["x"], pl["y"], strict=True):
+            assert (c, (x, y)) == (g // cpc, spec.core_xy(g % cpc))
     for d, p in zip(doc["partitions"], P.parts):
         g = doc["placements"]["optimized"]["cores"][p.id]
         assert (d["id"], d["layer"], d["chip"], d["core"]) == (p.id, p.layer, g // cpc, g % cpc)
         assert (d["x"], d["y"]) == spec.core_xy(d["core"])
+        opt = doc["placements"]["optimized"]
+        assert (d["chip"], d["x"], d["y"]) == (opt["chip"][p.id], opt["x"][p.id], opt["y"][p.id])
         assert d["neurons"] == p.neurons and d["memory_bytes"] == p.memory_bytes
     assert sum(d["neurons"] for d in doc["partitions"]) == P.neurons()
     assert len(doc["edges"]) == len(P.edges)

@@ -6,30 +6,40 @@ from typing import Any
 
 import numpy as np
 from s4dc.passes.placement.problem import Problem, json_number
+from s4dc.targets.loihi2.hardware import HardwareSpec
 
 PLACEMENT_FORMAT = "s4dc-placement"
 PLACEMENT_VERSION = 1
 
 
+def _positions(spec: HardwareSpec, cores: np.ndarray) -> dict[str, list[int]]:
+    """Each part's chip and mesh position within it, per part id (the
+    geometry written out, so that readers need not re-derive it)."""
+    chip_core = [divmod(int(g), spec.cores_per_chip) for g in cores.tolist()]
+    xy = [spec.core_xy(core) for _, core in chip_core]
+    return {"chip": [c for c, _ in chip_core], "x": [x for x, _ in xy], "y": [y for _, y in xy]}
+
+
 def document(prob: Problem, cand: dict[str, np.ndarray], evals: dict[str, dict], lb: dict, gap: float,
              search: dict, timing: dict) -> dict[str, Any]:
+    """The placement.json document of the candidates `cand` (global core per
+    part id) with their evaluations; partitions carry the optimized one."""
     spec, P = prob.spec, prob.P
     cpc = spec.cores_per_chip
     opt = cand["optimized"]
+    at = _positions(spec, opt)
     parts = []
     for p in P.parts:
-        g = int(opt[p.id])
-        chip, core = g // cpc, g % cpc
-        x, y = spec.core_xy(core)
         d = p.to_json()
-        d.update({"chip": chip, "core": core, "x": x, "y": y})
+        d.update({"chip": at["chip"][p.id], "core": int(opt[p.id]) % cpc, "x": at["x"][p.id], "y": at["y"][p.id]})
         parts.append(d)
     placements = {}
     for k in ("naive", "greedy", "optimized"):
-        placements[k] = {**evals[k], "cores": [int(c) for c in cand[k]]}
+        placements[k] = {**evals[k], "cores": [int(c) for c in cand[k]], **_positions(spec, cand[k])}
     naive_t = float(evals["naive"]["traffic"])
     for k in ("greedy", "optimized"):
-        placements[k]["traffic_vs_naive"] = json_number(round(float(evals[k]["traffic"]) / naive_t, 4)) if naive_t else 1
+        ratio = float(evals[k]["traffic"]) / naive_t if naive_t else None
+        placements[k]["traffic_vs_naive"] = json_number(round(ratio, 4)) if ratio is not None else 1
     used: dict[str, dict[str, int]] = {}
     for k in ("naive", "greedy", "optimized"):
         cnt = np.bincount(cand[k] // cpc, minlength=prob.K) if prob.n else np.zeros(prob.K, dtype=int)
@@ -58,6 +68,7 @@ def placement_json(doc: dict[str, Any]) -> str:
 
 
 def strip_timing(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document without its (non-deterministic) timing."""
     return {k: v for k, v in doc.items() if k != "timing"}
 
 

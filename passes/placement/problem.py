@@ -110,12 +110,14 @@ class Problem:
         return load
 
     def evaluate(self, pos: np.ndarray) -> dict[str, Any]:
+        """The figures of placement `pos` (global core per part) for placement.json."""
         traffic = self.traffic(pos)
         load = float(self.router_loads(pos).max()) if len(self.ew) else 0.0
         hops = np.abs(self.X[pos[self.pa]] - self.X[pos[self.pb]]) + np.abs(self.Y[pos[self.pa]] - self.Y[pos[self.pb]])
         cross = np.abs(self.GX[pos[self.pa]] - self.GX[pos[self.pb]]) + \
             np.abs(self.GY[pos[self.pa]] - self.GY[pos[self.pb]])
-        return {"traffic": json_number(traffic), "objective": json_number(traffic + self.spec.router_load_weight * load),
+        return {"traffic": json_number(traffic),
+                "objective": json_number(traffic + self.spec.router_load_weight * load),
                 "max_router_load": json_number(load),
                 "message_hops": json_number(float(np.dot(self.pw, hops))) if len(self.pw) else 0,
                 "chip_crossings": json_number(float(np.dot(self.pw, cross))) if len(self.pw) else 0}
