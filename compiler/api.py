@@ -66,7 +66,7 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
     placement = None
     if opts.place and not opts.float_only:
         placement = _place(graph, opts, say, log, calib_x)
-    manifest = {
+    manifest: dict[str, Any] = {
         "format": NET_FORMAT,
         "format_version": NET_FORMAT_VERSION,
         "s4dc_version": __version__,

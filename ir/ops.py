@@ -30,7 +30,7 @@ targets/fixed_sim.py): qaffine, qssm, qadd.
 """
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, NoReturn
 
 import numpy as np
 
@@ -83,7 +83,7 @@ def op_def(name: str) -> OpDef:
 
 
 # --- checks the typing rules share ------------------------------------------------
-def fail(layer: Layer, what: str) -> None:
+def fail(layer: Layer, what: str) -> NoReturn:
     raise IRVerificationError(f"{layer.where()}: {what}")
 
 
