@@ -79,7 +79,7 @@ def paper_large_model(T: int = 784, H: int = 128, N: int = 64, layers: int = 4, 
     return m.to_onnx()
 
 
-def objectives(budget: float) -> None:
+def objectives(budget: float, save: Path | None = None) -> None:
     model = paper_large_model()
     x = np.random.default_rng(1).standard_normal((32, 784, 1)).astype(np.float32)
     print("\nPartition objectives on a model shaped like the paper's large one (4 x S4D H=128 N=64, 784 steps; "
@@ -90,7 +90,7 @@ def objectives(budget: float) -> None:
         for obj in ("cores", "latency", "energy", "edp"):
             t0 = time.perf_counter()
             net = s4dc.compile(model, calibration=x, objective=obj, place_budget=budget)
-            out = Path(tmp) / obj
+            out = (save or Path(tmp)) / obj
             net.save(out)
             c = summary(out)["cost"]["per_placement"]["optimized"]
             print(f"  {obj:<10} {len(net.placement['partitions']):>6} {c['latency_per_token_s'] * 1e6:>11.2f} us "
@@ -104,10 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     a = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     a.add_argument("--no-compile", action="store_true", help="only the published points")
     a.add_argument("--budget", type=float, default=5.0, help="placement budget per compile")
+    a.add_argument("--save", type=Path, help="keep each objective's compiled OUT/ as SAVE/<objective>")
     args = a.parse_args(argv)
     med = published()
     if not args.no_compile:
-        objectives(args.budget)
+        objectives(args.budget, args.save)
     return 0 if med is not None and med <= 0.30 else 1
 
 
