@@ -1,6 +1,7 @@
 """Shared test helpers: fixture paths and the onnxruntime reference."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,3 +28,15 @@ def rel_err(got: np.ndarray, ref: np.ndarray) -> float:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+# CI (S4DC_NO_SKIPS=1, set by .ci/run) must prove what the README claims: a
+# test skipped for a missing Lava venv, Chromium or numba fails there instead.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.skipped and os.environ.get("S4DC_NO_SKIPS") == "1":
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome = "failed"
+        rep.longrepr = f"skipped, and S4DC_NO_SKIPS=1 forbids skips: {reason}"
