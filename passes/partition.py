@@ -31,14 +31,19 @@ differ by at most one unit or channel) fits every per-core limit: fewest
 parts minimizes the messages into all-to-all (dense) layers, which grow
 with the number of destination parts, and balance evens the busiest core's
 work. Output routing memory depends on the consumers' splits, so splits are
-refined until every part fits.
+refined until every part fits. `parts={layer: k}` spreads a layer over more
+cores than it needs; `partition_for` chooses those counts for an objective
+(cores, latency, energy or energy x latency per token, by the cost model of
+targets/loihi2/cost.py) within a latency and a core limit.
 
 Messages per time step: with graded spikes every active neuron sends each
 step, once to every core that holds a synapse from it. `activity` scales
 that per source layer (a measured fraction of steps in which a unit's
 message changed: a sigma-delta unit with a zero threshold sends only on a
 change, so a ReLU unit resting at 0 is silent). Default 1.0: the worst
-case, ReLU sparsity not assumed. S4D state neurons always count 1.0.
+case, ReLU sparsity not assumed; `measure(graph, x)` gives it from a
+bit-exact run on calibration data (the compiler does this). S4D state
+neurons always count 1.0.
 """
 from __future__ import annotations
 
