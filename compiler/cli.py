@@ -18,7 +18,7 @@ import numpy as np
 
 from s4dc import __version__
 from s4dc.atomic import write_atomic
-from s4dc.errors import InputDataError, KernelLengthWarning, OutputError, S4dcError, SaturationWarning
+from s4dc.errors import InputDataError, KernelLengthWarning, OutputError, S4dcError, SaturationWarning, first_line
 from s4dc.options import cli_fields, default_of, flag_of
 
 OUR_WARNINGS = (KernelLengthWarning, SaturationWarning)
@@ -108,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # a bug in s4dc: one line, unless --debug
             if debug:
                 raise
-            text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            print(f"s4dc: error: internal error in s4dc (a bug; please report it): {type(e).__name__}: {text} "
+            print(f"s4dc: error: internal error in s4dc (a bug; please report it): {type(e).__name__}: {first_line(e)} "
                   "(rerun with --debug for the traceback)", file=sys.stderr)
             return 3
 
@@ -187,8 +186,7 @@ def _run(a: argparse.Namespace) -> int:
     try:
         x = np.load(a.input, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
-        raise InputDataError(f"{a.input}: cannot read a .npy array ({str(e).splitlines()[0] if str(e) else e!r})") \
-            from None
+        raise InputDataError(f"{a.input}: cannot read a .npy array ({first_line(e)})") from None
     if not isinstance(x, np.ndarray):  # an .npz archive
         raise InputDataError(f"{a.input}: an .npz archive, not a .npy array")
     info = None

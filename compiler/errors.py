@@ -4,10 +4,22 @@ exit non-zero without a traceback."""
 from __future__ import annotations
 
 
+def first_line(e: BaseException) -> str:
+    """An exception's message as one line (its type's name when it has none):
+    how s4dc quotes a library's error inside its own."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 class S4dcError(Exception):
     """Base class of every error s4dc reports to a user."""
 
     exit_code = 2
+
+    def __init__(self, *args: object) -> None:
+        # One line, whatever a model's names or attribute strings contain.
+        super().__init__(*(a.replace("\r", "\\r").replace("\n", "\\n") if isinstance(a, str) else a
+                           for a in args))
 
 
 class ModelLoadError(S4dcError):

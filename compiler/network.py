@@ -14,7 +14,7 @@ import numpy as np
 
 from s4dc.atomic import umask_mode
 from s4dc.errors import (InputDataError, KernelLengthError, KernelLengthWarning, NetworkFormatError, OutputError,
-                         S4dcError, SaturationError, SaturationWarning)
+                         S4dcError, SaturationError, SaturationWarning, first_line)
 from s4dc.ir.graph import Graph
 from s4dc.ir.serialize import dump_json, load_graph, save_graph
 from s4dc.ir.verify import verify
@@ -262,7 +262,9 @@ def load(folder: str | os.PathLike) -> Network:
         raise NetworkFormatError(f"{folder}: the saved network is not valid ({e})") from None
     except Exception as e:  # a hand-edited graph.json/params.npz: missing keys, wrong types
         raise NetworkFormatError(f"{folder}: graph.json or params.npz is malformed "
-                                 f"({type(e).__name__}: {_line(e)})") from None
+                                 f"({type(e).__name__}: {first_line(e)})") from None
+    if not isinstance(graph.meta, dict) or not all(isinstance(l.attrs, dict) for l in graph.layers):
+        raise NetworkFormatError(f"{folder}/graph.json: 'meta' and every layer's 'attrs' must be objects")
     features = graph.input_layer.attrs.get("features")
     if manifest["io"]["input"].get("features") != features:
         raise NetworkFormatError(f"{folder}/manifest.json: input features {manifest['io']['input'].get('features')!r}"
@@ -286,7 +288,7 @@ def load(folder: str | os.PathLike) -> Network:
         raise NetworkFormatError(f"{folder}: the saved network cannot be run ({e})") from None
     except Exception as e:  # parameters of the wrong shape or dtype for their layer
         raise NetworkFormatError(f"{folder}: params.npz does not fit graph.json "
-                                 f"({type(e).__name__}: {_line(e)})") from None
+                                 f"({type(e).__name__}: {first_line(e)})") from None
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -297,7 +299,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError) as e:
-        raise NetworkFormatError(f"{folder}: not an s4dc network (manifest.json: {_line(e)})") from None
+        raise NetworkFormatError(f"{folder}: not an s4dc network (manifest.json: {first_line(e)})") from None
     if not isinstance(manifest, dict):
         raise NetworkFormatError(f"{folder}/manifest.json: not an s4dc manifest (a JSON {type(manifest).__name__}, "
                                  "expected an object)")
@@ -318,8 +320,3 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in lengths.values()):
         raise NetworkFormatError(f"{folder}/manifest.json: 'kernel_lengths' must map layers to integer lengths")
     return manifest
-
-
-def _line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

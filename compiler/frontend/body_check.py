@@ -15,8 +15,8 @@ import onnx
 import onnx.inliner
 from onnx import TensorProto, helper
 
-from s4dc.errors import FunctionBodyError, S4dcError
-from s4dc.frontend.onnx_prep import _check_sizes, first_line, tensor_array, where
+from s4dc.errors import FunctionBodyError, S4dcError, first_line
+from s4dc.frontend.onnx_prep import _check_sizes, tensor_array, where
 
 H, N, T, BATCH = 3, 2, 6, 2
 REL_TOL = 1e-4  # float32 bodies against float64 semantics

@@ -13,7 +13,8 @@ from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
 from s4dc.ir.tensor import Tensor
 from s4dc.ir.verify import verify
-from s4dc.frontend.onnx_prep import eval_checked, first_line, opset_of, tensor_array, where
+from s4dc.errors import first_line
+from s4dc.frontend.onnx_prep import eval_checked, opset_of, tensor_array, where
 from s4dc.frontend.values import PROBE_BATCHES, Act, Const, Sym, Value
 
 __all__ = ["Frontend", "where"]

@@ -16,7 +16,7 @@ import onnx
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from s4dc.errors import DynamicShapeError, ModelLoadError, SizeLimitError, UnsupportedPatternError
+from s4dc.errors import DynamicShapeError, ModelLoadError, SizeLimitError, UnsupportedPatternError, first_line
 
 CANONICAL_DOMAIN = "s4dc"
 # The most elements s4dc lets one tensor have while reading a model (shape
@@ -33,12 +33,6 @@ def where(node: onnx.NodeProto) -> str:
     """How error messages name an ONNX node."""
     name = node.name or (node.output[0] if node.output else "?")
     return f"node '{name}' ({node.op_type})"
-
-
-def first_line(e: BaseException) -> str:
-    """An exception's message as one line (its type when it has none)."""
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def read_model(src: "str | Path | bytes | onnx.ModelProto") -> tuple[onnx.ModelProto, str, str]:
@@ -71,6 +65,9 @@ def read_model(src: "str | Path | bytes | onnx.ModelProto") -> tuple[onnx.ModelP
 def _check_tensors(model: onnx.ModelProto, name: str) -> None:
     """Refuse initializers and Constant values whose data does not match their
     declared type and shape (the checker does not look), before numpy reads them."""
+    for node in model.graph.node:  # a flipped byte can leave names that are not text
+        if not all(isinstance(t, str) for t in [node.name, node.op_type, node.domain, *node.input, *node.output]):
+            raise ModelLoadError(f"{name}: a node's name, op type or value names are not valid UTF-8 (corrupted file)")
     for init in model.graph.initializer:
         tensor_array(init, f"{name}: initializer '{init.name}'")
     for node in model.graph.node:
@@ -100,7 +97,7 @@ def tensor_array(t: onnx.TensorProto, what: str) -> np.ndarray:
     if t.HasField("raw_data") and np_type.kind in "biufc" and t.data_type not in _PACKED_TYPES:
         if len(t.raw_data) != count * np_type.itemsize:
             raise ModelLoadError(f"{what}: {len(t.raw_data)} bytes of data for {count} values of "
-                                 f"{onnx.helper.tensor_dtype_to_string(t.data_type)} (shape {dims})")
+                                 f"{onnx.helper.tensor_dtype_to_string(t.data_type).split('.')[-1]} (shape {dims})")
     try:
         arr = numpy_helper.to_array(t)
     except Exception as e:

@@ -15,7 +15,7 @@ import onnx
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from s4dc.errors import UnsupportedPatternError
+from s4dc.errors import UnsupportedPatternError, first_line
 from s4dc.frontend.lower import Frontend, where
 from s4dc.frontend.handlers import _attr, handles
 from s4dc.frontend.values import PROBE_BATCHES, Act, Const, Sym
@@ -54,9 +54,16 @@ def _initial_state(node, v) -> np.ndarray:
 def lower_scan(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
     body: onnx.GraphProto = _attr(node, "body")
     m = _attr(node, "num_scan_inputs")
-    n_state = len(ins) - m
+    if not isinstance(body, onnx.GraphProto):
+        raise _fail(node, "has no body graph")
     if m != 1:
         raise _fail(node, f"{m} scan inputs; s4dc maps a Scan over one input sequence")
+    n_state = len(ins) - m
+    if n_state < 0 or any(v is None for v in ins):
+        raise _fail(node, f"has {len(ins)} inputs (some empty); a Scan takes its states, then the scanned input")
+    if len(body.input) != len(ins) or len(body.output) != len(node.output) or len(node.output) <= n_state:
+        raise _fail(node, f"the body has {len(body.input)} inputs and {len(body.output)} outputs; the node has "
+                          f"{len(ins)} inputs and {len(node.output)} outputs")
     if any(d != 0 for d in (_attr(node, "scan_input_directions") or []) + (_attr(node, "scan_output_directions") or [])):
         raise _fail(node, "reverse-direction scan; Loihi 2 runs forward in time")
     u = ins[n_state]
@@ -66,7 +73,7 @@ def lower_scan(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
     if u.axes[in_axis] != "T":
         raise _fail(node, f"scans axis {in_axis} ({u.axes[in_axis]}) of a {u.axes} activation, not time")
     step_axes = u.axes[:in_axis] + u.axes[in_axis + 1:]
-    if step_axes[0] != "B":
+    if not step_axes or step_axes[0] != "B":
         raise _fail(node, "the per-step input must have the batch axis first")
     inits = [_initial_state(node, v) for v in ins[:n_state]]
     state_shapes = [a.shape[1:] if a.ndim and a.shape[0] == PROBE_BATCHES[0] else a.shape for a in inits]
@@ -165,7 +172,7 @@ def _run_body(fe, node, body, probes, state_shapes, step_axes, u, n_state) -> li
     try:
         return [np.asarray(o) for o in ReferenceEvaluator(model).run(None, feeds)]
     except Exception as e:
-        raise _fail(node, f"cannot evaluate the Scan body ({str(e).splitlines()[0]})") from None
+        raise _fail(node, f"cannot evaluate the Scan body ({first_line(e)})") from None
 
 
 def _split_channels(node, A, B, C, D, H) -> list[list[int]]:
