@@ -56,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  distinct failure sites:       {len(sites)}")
     for site, rs in sorted(sites.items(), key=lambda kv: -len(kv[1])):
         r = rs[0]
-        print(f"    {len(rs):5d}x {site}\n           e.g. case {r.index}: {r.base}: {'; '.join(r.mutation)[:240]}"
-              f"\n           {r.detail[:240]}")
+        more = ", ".join(str(x.index) for x in rs[1:10])
+        print(f"    {len(rs):5d}x {site}" + (f" (also cases {more})" if more else ""))
+        print(f"           e.g. case {r.index}: {r.base}: {'; '.join(r.mutation)[:240]}\n           {r.detail[:240]}")
     return 1 if sites else 0
 
 
