@@ -258,8 +258,13 @@ def load(folder: str | os.PathLike) -> Network:
     manifest = read_manifest(folder)
     try:
         graph = verify(load_graph(folder))
+    except NetworkFormatError:
+        raise  # already names the folder and the file
     except S4dcError as e:
-        raise NetworkFormatError(f"{folder}: the saved network is not valid ({e})") from None
+        raise NetworkFormatError(f"{folder}/graph.json: not a valid network ({e})") from None
+    except KeyError as e:
+        raise NetworkFormatError(f"{folder}: graph.json and params.npz disagree "
+                                 f"({e.args[0] if e.args else e})") from None
     except Exception as e:  # a hand-edited graph.json/params.npz: missing keys, wrong types
         raise NetworkFormatError(f"{folder}: graph.json or params.npz is malformed "
                                  f"({type(e).__name__}: {first_line(e)})") from None
@@ -299,7 +304,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError) as e:
-        raise NetworkFormatError(f"{folder}: not an s4dc network (manifest.json: {first_line(e)})") from None
+        why = e.strerror if isinstance(e, OSError) and e.strerror else first_line(e)
+        raise NetworkFormatError(f"{folder}: not an s4dc network (manifest.json: {why})") from None
     if not isinstance(manifest, dict):
         raise NetworkFormatError(f"{folder}/manifest.json: not an s4dc manifest (a JSON {type(manifest).__name__}, "
                                  "expected an object)")
