@@ -3,17 +3,48 @@
 Integer arithmetic carried in float64: every value the semantics produce is
 an integer below 2^53 in magnitude (24-bit messages and states times 16-bit
 coefficients, sums of a few hundred such products), so float64 holds it
-exactly, BLAS does the synapse sums, and a complex128 multiply does an S4D
-neuron's four products at once. Shifts are multiplications by powers of two
-(exact) followed by one floor. The integers equal those of a straightforward
-int64 implementation (tests/test_fixed_sim.py checks against one).
+exactly and BLAS does the synapse sums. Shifts are multiplications by powers
+of two (exact) followed by one floor (`numerics.floor_shift`). The S4D
+neuron's recurrence is `targets/loihi2/qssm.py` (numba kernel or numpy). The
+integers equal those of a straightforward int64 implementation
+(tests/test_fixed_sim.py checks against one).
 
 Saturation is counted, never hidden: `saturations` maps each layer to how
 many values hit the rails.
+
+The simulator as a target
+-------------------------
+Needs from a graph: `layers` in topological order; `tensors[name]` with
+`.sequence`, `.features` and, for chip tensors, `.fmt.exp`; `input_layer`
+(attrs `exp`, `features`); `output_layers` (attr `layout`). Every layer whose
+output is a sequence runs on the chip and needs a registered `SimOp`; layers
+after a readout run on the host (a registered `SimOp` with `on_chip = False`,
+else the float executor's pointwise op).
+
+Returns: `run(x)` the decoded float32 outputs (one array, or a list per
+output), `trace(x)` every layer's values ((batch, time, F) int64 integers
+for chip layers), `step(x_t)` one token's outputs, `saturations` the counts.
+
+Per-op implementations (`SIM_OPS`, registered with `@register_sim_op(name)`;
+a name registered twice raises):
+
+    class SimOp:
+        on_chip = True    # runs in integers inside the time loop (output a sequence)
+        integer = True    # trace() gives its values as int64 (if its tensor has a format)
+        def __init__(self, layer): ...             # prepare: float64 constants, once
+        def sequence(self, sim, ins, m): ...        # whole sequence
+        def step(self, sim, ins, m_t, state): ...   # one time step
+
+`sequence` gets the inputs' values time-major, (T, b, F) for a chunk of b
+samples (host ops: the batch's (B, T, F) or (B, F) values) and `m` the
+encoded input messages; `step` gets (b, F) arrays and `state`, the run's
+dict (per layer name what the op carries between steps; "t": steps taken).
+Both return the layer's values and add what they clip to
+`sim.saturations[layer.name]` (`sim.saturate`, `sim.finish`).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -21,72 +52,189 @@ from s4dc.errors import InputDataError
 from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
 from s4dc.ir.layout import arrange
+from s4dc.registry import Registry
 from s4dc.targets.float_exec import pointwise
-from s4dc.targets import fixed_sim_jit as jit_mod
-from s4dc.targets.loihi2.numerics import MESSAGE_BITS, qmax
+from s4dc.targets.loihi2 import qssm
+from s4dc.targets.loihi2.numerics import MESSAGE_BITS, floor_shift, qmax, round_half_up, sat, sat_count
 
-QUANTIZED_OPS = {"qaffine", "qssm", "qadd"}
 CHUNK = 8    # samples per batch chunk: cache-sized working set
-TBLOCK = 4   # time steps per block in the numpy recurrence
 
 
-class _Layer:
-    """Precomputed float64 constants of one quantized layer."""
+class SimOp:
+    """One op's bit-exact behaviour (see the module docstring)."""
 
-    def __init__(self, l: Layer):
-        self.l, p, a = l, l.params, l.attrs
-        self.msg = float(qmax(a.get("bits", {}).get("message", MESSAGE_BITS)))
-        if l.op == "qaffine":
-            self.wt = p["weight"].astype(np.float64).T.copy()
-            self.scale = 2.0 ** -a["shift"]
-            self.bias = p["bias_mant"].astype(np.float64) * 2.0 ** a["bias_exp"]
-        elif l.op == "qssm":
-            # Shifts are powers of two, folded into the coefficients: scaling
-            # by 2^-k is exact, so lam*x and b*u stay exact products.
-            self.lam = (p["a_re"] + 1j * p["a_im"]) * 2.0 ** -a["a_frac"]
-            self.b = (p["b_re"] + 1j * p["b_im"]) * 2.0 ** -p["b_shift"].astype(np.float64)
-            # Re(conj(c) x) = c_re x_re + c_im x_im; we need c_re x_re - c_im x_im = Re(c x).
-            self.c = (p["c_re"] + 1j * p["c_im"]) * 2.0 ** -p["c_shift"].astype(np.float64)
-            self.d = p["d"].astype(np.float64) * 2.0 ** -a["d_shift"]
-            self.bias = p["bias_mant"].astype(np.float64) * 2.0 ** a["bias_exp"]
-            self.state = float(qmax(a["bits"]["state"]))
-            # For the kernel: live states (b or c nonzero) first in each channel;
-            # the others stay exactly 0 and add nothing, so they are skipped.
-            live = (self.b != 0) | (self.c != 0)
-            order = np.argsort(~live, axis=1, kind="stable")
-            self.jit_coefs = tuple(np.ascontiguousarray(np.take_along_axis(v, order, axis=1)) for v in (
-                self.lam.real, self.lam.imag, self.b.real, self.b.imag, self.c.real, self.c.imag)) + \
-                (live.sum(axis=1).astype(np.int64),)
-        elif l.op == "qadd":
-            self.sa, self.sb = 2.0 ** -a["shift_a"], 2.0 ** -a["shift_b"]
+    on_chip = True
+    integer = True
+
+    def __init__(self, layer: Layer) -> None:
+        self.layer = layer
+
+    def sequence(self, sim: "FixedSimulator", ins: list[np.ndarray], m: np.ndarray) -> np.ndarray:
+        """Default: the step rule applied to whole (T, b, F) arrays (ops pointwise in time)."""
+        return self.step(sim, ins, m, {})
+
+    def step(self, sim: "FixedSimulator", ins: list[np.ndarray], m_t: np.ndarray, state: dict) -> np.ndarray:
+        raise NotImplementedError
+
+
+SIM_OPS: Registry[type[SimOp]] = Registry("bit-exact simulator")
+
+
+def register_sim_op(name: str) -> Callable[[type[SimOp]], type[SimOp]]:
+    """Class decorator: the simulator's implementation of op `name`."""
+    return SIM_OPS.register(name)
+
+
+def _message_bits(l: Layer) -> int:
+    return l.attrs.get("bits", {}).get("message", MESSAGE_BITS)
+
+
+# --- chip ops -----------------------------------------------------------------------
+@register_sim_op("input")
+class _Input(SimOp):
+    def step(self, sim, ins, m_t, state):
+        return m_t
+
+
+@register_sim_op("output")
+class _Output(SimOp):
+    integer = False  # the decoded output is the host's (decode_output)
+
+    def step(self, sim, ins, m_t, state):
+        return ins[0]
+
+
+@register_sim_op("relu")
+class _Relu(SimOp):
+    def step(self, sim, ins, m_t, state):
+        return np.maximum(ins[0], 0.0)
+
+
+@register_sim_op("qaffine")
+class _QAffine(SimOp):
+    def __init__(self, layer: Layer) -> None:
+        super().__init__(layer)
+        p, a = layer.params, layer.attrs
+        self.wt = p["weight"].astype(np.float64).T.copy()
+        self.bias = p["bias_mant"].astype(np.float64) * 2.0 ** a["bias_exp"]
+
+    def step(self, sim, ins, m_t, state):
+        v = floor_shift(ins[0] @ self.wt, self.layer.attrs["shift"])  # exact sum: BLAS on integers < 2^53
+        v += self.bias
+        return sim.finish(self.layer, v, _message_bits(self.layer))
+
+
+@register_sim_op("qadd")
+class _QAdd(SimOp):
+    def step(self, sim, ins, m_t, state):
+        a = self.layer.attrs
+        return sim.finish(self.layer, floor_shift(ins[0], a["shift_a"]) + floor_shift(ins[1], a["shift_b"]),
+                          _message_bits(self.layer))
+
+
+@register_sim_op("qssm")
+class _QSsm(SimOp):
+    """The recurrence in `qssm.run_sequence`; here the channel unit: sum of
+    the state messages + (d u >> d_shift) + bias, saturated, ReLU."""
+
+    def __init__(self, layer: Layer) -> None:
+        super().__init__(layer)
+        p, a = layer.params, layer.attrs
+        self.msg_bits = a["bits"]["message"]
+        self.ch = qssm.channels(p, a["a_frac"], a["bits"]["state"], self.msg_bits)
+        self.d = p["d"].astype(np.float64)
+        self.bias = p["bias_mant"].astype(np.float64) * 2.0 ** a["bias_exp"]
+
+    def _run(self, sim, u: np.ndarray, x: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        acc, n = qssm.run_sequence(self.ch, u, *x, jit=sim.jit)
+        sim.saturations[self.layer.name] += n
+        acc += floor_shift(self.d * u, self.layer.attrs["d_shift"])  # d u: an exact 32-bit product
+        acc += self.bias
+        return sim.finish(self.layer, acc, self.msg_bits)
+
+    def sequence(self, sim, ins, m):
+        return self._run(sim, ins[0], qssm.zero_state(self.ch, ins[0].shape[1]))
+
+    def step(self, sim, ins, m_t, state):
+        u = ins[0]
+        x = state.get(self.layer.name)
+        if x is None:
+            x = state[self.layer.name] = qssm.zero_state(self.ch, u.shape[0])
+        return self._run(sim, u[None], x)[0]  # the whole-sequence driver with T = 1
+
+
+# --- host ops (after a readout; float64) -------------------------------------------
+@register_sim_op("readout")
+class _Readout(SimOp):
+    """`last`: the final step's messages; `mean`: their average; times 2^e."""
+
+    on_chip = False
+    integer = False
+
+    def sequence(self, sim, ins, m):
+        src = self.layer.inputs[0]
+        seq = ins[0]
+        return (seq[:, -1, :] if self.layer.attrs["mode"] == "last" else seq.mean(axis=1)) * 2.0 ** sim.exp_of(src)
+
+    def step(self, sim, ins, m_t, state):
+        r = ins[0]
+        if self.layer.attrs["mode"] != "last":  # running mean of the steps so far
+            acc = state.setdefault("acc", {})
+            acc[self.layer.name] = acc.get(self.layer.name, 0.0) + r
+            r = acc[self.layer.name] / state["t"]
+        return r * 2.0 ** sim.exp_of(self.layer.inputs[0])
+
+
+class _HostPointwise(SimOp):
+    """Any other host layer: the float executor's pointwise op."""
+
+    on_chip = False
+    integer = False
+
+    def sequence(self, sim, ins, m):
+        return pointwise(self.layer, ins)
+
+    def step(self, sim, ins, m_t, state):
+        return pointwise(self.layer, ins)
+
+
+QUANTIZED_OPS = {"qaffine", "qssm", "qadd"}  # a graph holding one runs here (Network)
 
 
 class FixedSimulator:
     """Run a quantized graph: `run(x)` on float input (encoded, run in
-    integers, decoded), `run_int`/`trace` for the integers, `step` for one
-    token at a time."""
+    integers, decoded), `trace` for the integers, `step` for one token at a
+    time."""
 
     def __init__(self, graph: Graph, jit: bool | None = None):
         """`jit`: use the numba kernel for S4D layers (default: when numba is
         installed); the integers are the same either way."""
         self.graph = graph
-        self.jit = jit_mod.AVAILABLE if jit is None else (jit and jit_mod.AVAILABLE)
-        self.layers = {l.name: _Layer(l) for l in graph.layers}
+        self.jit = qssm.AVAILABLE if jit is None else (jit and qssm.AVAILABLE)
+        self.ops: dict[str, SimOp] = {l.name: self._impl(l) for l in graph.layers}
         self.in_layer = graph.input_layer
         self.in_exp = self.in_layer.attrs["exp"]
         self.saturations: dict[str, int] = {l.name: 0 for l in graph.layers}
         self._state: dict[str, Any] | None = None
+
+    def _impl(self, l: Layer) -> SimOp:
+        cls = SIM_OPS.get(l.op)
+        if self.graph.tensors[l.output].sequence:
+            if cls is None or not cls.on_chip:
+                raise AssertionError(f"{l.where()}: the simulator runs quantized graphs only "
+                                     f"(chip ops: {', '.join(n for n in SIM_OPS.names() if SIM_OPS[n].on_chip)})")
+            return cls(l)
+        return (cls if cls is not None and not cls.on_chip else _HostPointwise)(l)
 
     # -- encoding ---------------------------------------------------------------
     def encode(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         if not np.issubdtype(x.dtype, np.floating):
             raise InputDataError(f"input must be float32, got dtype {x.dtype}")
-        m = np.floor(x.astype(np.float64) * 2.0 ** -self.in_exp + 0.5)
-        lim = float(qmax(MESSAGE_BITS))
-        over = np.count_nonzero(np.abs(m) > lim)
+        m = round_half_up(x.astype(np.float64) * 2.0 ** -self.in_exp)
+        over = np.count_nonzero(np.abs(m) > qmax(MESSAGE_BITS))
         self.saturations[self.in_layer.name] += int(over)
-        return np.clip(m, -lim - 1, lim) if over else m
+        return sat(m, MESSAGE_BITS) if over else m
 
     def exp_of(self, tensor: str) -> int:
         return self.graph.tensors[tensor].fmt.exp
@@ -109,10 +257,14 @@ class FixedSimulator:
         F) by tensor name), the readouts, host layers and decoded outputs.
         Any backend that produced the integers (Lava) decodes through here."""
         vals = {t: v.astype(np.float64) for t, v in chip.items()}
-        for l in self.graph.layers:
-            if not self.graph.tensors[l.output].sequence:
-                vals[l.output] = self._host(l, vals)
+        self._host(vals)
         return [self.decode_output(l, vals[l.output]) for l in self.graph.output_layers]
+
+    def _host(self, vals: dict[str, np.ndarray]) -> None:
+        for l in self.graph.layers:
+            op = self.ops[l.name]
+            if not op.on_chip:
+                vals[l.output] = op.sequence(self, [vals[i] for i in l.inputs], None)
 
     def _run_parallel(self, x: np.ndarray, workers: int):
         import multiprocessing as mp
@@ -134,10 +286,8 @@ class FixedSimulator:
         """Every layer's values per step: integers (int64, (batch, time, F))
         for the chip's layers, floats for the host's decoding layers."""
         vals = self._run_chip(self.encode(np.asarray(x)), keep=True)
-        for l in self.graph.layers:
-            if not self.graph.tensors[l.output].sequence:
-                vals[l.output] = self._host(l, vals)
-        return {l.name: (vals[l.output].astype(np.int64) if l.op in QUANTIZED_OPS | {"input", "relu"}
+        self._host(vals)
+        return {l.name: (vals[l.output].astype(np.int64) if self.ops[l.name].integer
                          and self.graph.tensors[l.output].fmt is not None else vals[l.output])
                 for l in self.graph.layers}
 
@@ -147,8 +297,8 @@ class FixedSimulator:
         working set stays in cache."""
         B, T, _ = m_in.shape
         g = self.graph
-        seq_layers = [l for l in g.layers if g.tensors[l.output].sequence]
-        host_layers = [l for l in g.layers if not g.tensors[l.output].sequence]
+        seq_layers = [l for l in g.layers if self.ops[l.name].on_chip]
+        host_layers = [l for l in g.layers if not self.ops[l.name].on_chip]
         if keep:
             stored = {l.output for l in seq_layers}
         else:  # what the host needs: tensors read by host layers or outputs
@@ -162,129 +312,26 @@ class FixedSimulator:
             # feed-forward), so synapses are one BLAS call per layer.
             cur: dict[str, np.ndarray] = {}
             for l in seq_layers:
-                cur[l.output] = self._seq_layer(l, [cur[i] for i in l.inputs], m)
+                cur[l.output] = self.ops[l.name].sequence(self, [cur[i] for i in l.inputs], m)
             for name in stored:
                 outs[name][b0:b1] = cur[name].transpose(1, 0, 2)
         return outs
 
-    # -- a whole sequence of one chip layer (time-major arrays) ---------------------
-    def _seq_layer(self, l: Layer, ins: list[np.ndarray], m: np.ndarray) -> np.ndarray:
-        if l.op != "qssm":  # pointwise in time: the step rule on (T, b, F) arrays
-            return self._step_layer(l, ins, m, {})
-        c = self.layers[l.name]
-        u = ins[0]
-        T, b, H = u.shape
-        if self.jit:
-            return self._seq_qssm_jit(l, c, u)
-        y = np.empty((T, b, H))
-        x = np.zeros((b,) + c.lam.shape, np.complex128)
-        blk = np.empty((TBLOCK, b) + c.lam.shape, np.complex128)
-        for t0 in range(0, T, TBLOCK):
-            n = min(TBLOCK, T - t0)
-            bu = c.b * u[t0:t0 + n, :, :, None]
-            bu += 0.5 + 0.5j  # the rounding's half, added once
-            x_start = x
-            # Optimistic: run the block without clipping, then check it once.
-            for k in range(n):
-                np.multiply(c.lam, x, out=blk[k])
-                blk[k] += bu[k]
-                np.floor(blk[k].view(np.float64), out=blk[k].view(np.float64))
-                x = blk[k]
-            xs = blk[:n].view(np.float64)
-            if xs.max(initial=0.0) > c.state or xs.min(initial=0.0) < -c.state - 1:
-                x = x_start  # some state saturated: redo the block step by step
-                for k in range(n):
-                    np.multiply(c.lam, x, out=blk[k])
-                    blk[k] += bu[k]
-                    zr = blk[k].view(np.float64)
-                    np.floor(zr, out=zr)
-                    self._saturate(l, zr, c.state)
-                    x = blk[k]
-            x = blk[n - 1].copy()
-            o = (c.c * blk[:n]).real
-            o += 0.5
-            np.floor(o, out=o)
-            self._saturate(l, o, c.msg)
-            v = o.sum(axis=-1)
-            v += np.floor(c.d * u[t0:t0 + n])
-            v += c.bias
-            y[t0:t0 + n] = self._finish(l, v, c.msg)
-        return y
+    # -- saturation, for the ops -------------------------------------------------------
+    def saturate(self, l: Layer, v: np.ndarray, bits: int) -> None:
+        """Clip v in place to signed `bits` bits, counting clipped values for `l`."""
+        n = sat_count(v, bits)
+        if n:
+            self.saturations[l.name] += n
 
-    def _seq_qssm_jit(self, l: Layer, c: _Layer, u: np.ndarray) -> np.ndarray:
-        T, b, H = u.shape
-        shape = (b,) + c.lam.shape
-        x_re, x_im, acc = np.zeros(shape), np.zeros(shape), np.empty((T, b, H))
-        sat = jit_mod.qssm_sequence(*c.jit_coefs, np.ascontiguousarray(u), c.state, c.msg, x_re, x_im, acc)
-        self.saturations[l.name] += int(sat)
-        acc += np.floor(c.d * u)
-        acc += c.bias
-        return self._finish(l, acc, c.msg)
-
-    # -- one step of the chip part ---------------------------------------------------
-    def _step_layer(self, l: Layer, ins: list[np.ndarray], m_t: np.ndarray, state: dict) -> np.ndarray:
-        op = l.op
-        if op == "input":
-            return m_t
-        if op == "relu":
-            return np.maximum(ins[0], 0.0)
-        if op == "output":
-            return ins[0]
-        if op == "input":
-            return m_t
-        c = self.layers[l.name]
-        if op == "qaffine":
-            v = ins[0] @ c.wt
-            v *= c.scale
-            np.floor(v, out=v)
-            v += c.bias
-            return self._finish(l, v, c.msg)
-        if op == "qadd":
-            return self._finish(l, np.floor(ins[0] * c.sa) + np.floor(ins[1] * c.sb), c.msg)
-        if op == "qssm":
-            u = ins[0]
-            x = state.get(l.name)
-            if x is None:
-                x = np.zeros(u.shape[:1] + c.lam.shape, np.complex128)
-            z = c.lam * x
-            z += c.b * u[:, :, None]
-            zr = z.view(np.float64)  # interleaved re, im: one floor for both
-            zr += 0.5
-            np.floor(zr, out=zr)
-            self._saturate(l, zr, c.state)
-            state[l.name] = z
-            o = (c.c * z).real  # exact: 40-bit products, power-of-two scale
-            o += 0.5
-            np.floor(o, out=o)
-            self._saturate(l, o, c.msg)
-            v = o.sum(axis=-1)
-            v += np.floor(c.d * u)
-            v += c.bias
-            return self._finish(l, v, c.msg)
-        raise AssertionError(f"{l.where()}: the simulator runs quantized graphs only")
-
-    def _saturate(self, l: Layer, v: np.ndarray, lim: float) -> None:
-        """Clip v in place to [-lim-1, lim], counting clipped values. Two
-        reductions on the common path; counting only when something clips."""
-        if v.max(initial=0.0) > lim or v.min(initial=0.0) < -lim - 1:
-            self.saturations[l.name] += int(np.count_nonzero((v > lim) | (v < -lim - 1)))
-            np.clip(v, -lim - 1, lim, out=v)
-
-    def _finish(self, l: Layer, v: np.ndarray, lim: float) -> np.ndarray:
-        self._saturate(l, v, lim)
+    def finish(self, l: Layer, v: np.ndarray, bits: int) -> np.ndarray:
+        """A unit's output: saturated to `bits`, then the layer's ReLU."""
+        self.saturate(l, v, bits)
         if l.attrs.get("relu"):
             np.maximum(v, 0.0, out=v)
         return v
 
-    # -- host side: readouts, decoding, what follows a readout ----------------------
-    def _host(self, l: Layer, vals: dict[str, np.ndarray]) -> np.ndarray:
-        if l.op == "readout":
-            src = l.inputs[0]
-            scale = 2.0 ** self.exp_of(src)
-            seq = vals[src]
-            return (seq[:, -1, :] if l.attrs["mode"] == "last" else seq.mean(axis=1)) * scale
-        return pointwise(l, [vals[i] for i in l.inputs])
-
+    # -- host side: decoding -----------------------------------------------------------
     def decode_output(self, l: Layer, v: np.ndarray) -> np.ndarray:
         """Output layer `l`'s values as the model returns them (float32, its layout)."""
         t = self.graph.tensors[l.output]
@@ -299,33 +346,26 @@ class FixedSimulator:
     def step(self, x_t: np.ndarray) -> np.ndarray | list[np.ndarray]:
         x_t = np.asarray(x_t)
         if self._state is None:
-            self._state = {"t": 0, "acc": {}}
+            self._state = {"t": 0}
         st = self._state
         st["t"] += 1
         m = self.encode(x_t)
         cur: dict[str, np.ndarray] = {}
         vals: dict[str, np.ndarray] = {}
         for l in self.graph.layers:
-            if self.graph.tensors[l.output].sequence:
-                cur[l.output] = self._step_layer(l, [cur[i] for i in l.inputs], m, st)
+            op = self.ops[l.name]
+            if op.on_chip:
+                cur[l.output] = op.step(self, [cur[i] for i in l.inputs], m, st)
                 vals[l.output] = cur[l.output][:, None, :]
-            elif l.op == "readout":
-                src = cur[l.inputs[0]]
-                if l.attrs["mode"] == "last":
-                    r = src
-                else:
-                    st["acc"][l.name] = st["acc"].get(l.name, 0.0) + src
-                    r = st["acc"][l.name] / st["t"]
-                vals[l.output] = r * 2.0 ** self.exp_of(l.inputs[0])
-            else:
-                vals[l.output] = pointwise(l, [vals[i] for i in l.inputs])
+            else:  # host: chip values of this step, or host values
+                vals[l.output] = op.step(self, [cur[i] if i in cur else vals[i] for i in l.inputs], m, st)
         outs = [self.decode_output(l, vals[l.output]) for l in self.graph.output_layers]
         return outs[0] if len(outs) == 1 else outs
 
 
 def _run_part(args) -> tuple[list[np.ndarray], dict[str, int]]:
     graph, x = args
-    jit_mod.PARALLEL = False  # a worker process: the pool already splits the batch
+    qssm.PARALLEL = False  # a worker process: the pool already splits the batch
     sim = FixedSimulator(graph)
     out = sim.run(x)
     return (out if isinstance(out, list) else [out]), sim.saturations

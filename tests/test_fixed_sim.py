@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from s4dc.ir import Graph, Layer, Tensor, verify
+from s4dc.ir.tensor import FixedPoint
 from s4dc.passes import PASSES
-from s4dc.targets import fixed_sim_jit as jit_mod
-from s4dc.targets.fixed_sim import FixedSimulator
+from s4dc.registry import DuplicateRegistration
+from s4dc.targets.fixed_sim import SIM_OPS, FixedSimulator, SimOp, register_sim_op
+from s4dc.targets.loihi2 import qssm
 from s4dc.targets.loihi2.numerics import BitWidths
 
 
@@ -118,7 +120,7 @@ def quantize(g: Graph, x: np.ndarray, bw: BitWidths) -> Graph:
 
 
 @pytest.mark.parametrize("jit", [False, pytest.param(True, marks=pytest.mark.skipif(
-    not jit_mod.AVAILABLE, reason="numba not installed"))], ids=["numpy", "numba"])
+    not qssm.AVAILABLE, reason="numba not installed"))], ids=["numpy", "numba"])
 @pytest.mark.parametrize("seed,H,N,layers,residual,bw,scale", [
     (0, 3, 4, 1, False, BitWidths(), 1.5),
     (1, 4, 3, 2, True, BitWidths(weight=4, a=12, b=10, c=10), 1.5),
@@ -141,7 +143,7 @@ def test_simulator_matches_integer_reference(seed, H, N, layers, residual, bw, s
 
 
 def test_numba_and_numpy_count_the_same_saturations():
-    if not jit_mod.AVAILABLE:
+    if not qssm.AVAILABLE:
         pytest.skip("numba not installed")
     rng = np.random.default_rng(9)
     g = random_float_graph(rng, 4, 6, 2, False)
@@ -183,3 +185,83 @@ def test_worker_processes_give_the_same_integers():
     one = FixedSimulator(q).run(x)  # threads in this process (when numba is there) ...
     two = FixedSimulator(q).run(x, workers=2)  # ... then worker processes
     assert np.array_equal(one, two)
+
+
+# --- saturation, not wrapping: values driven past their rails -------------------
+def wrap(v: int, bits: int) -> int:
+    """What a register that wraps (two's complement) would hold."""
+    return ((v + (1 << (bits - 1))) % (1 << bits)) - (1 << (bits - 1))
+
+
+def railed_graph() -> Graph:
+    """input -> qssm (1 channel, 2 states, lambda = 0) -> qaffine -> output, by hand:
+    state 0: x = sat24(5000 u), message sat24(2 x); state 1: x = u, message u;
+    channel: sat24(o_0 + o_1); then sat24(100 v). At u = 3000 every one of
+    those passes its rail."""
+    g = Graph("rails")
+    msg = FixedPoint(24, 0)
+    g.add(Layer("in", "input", [], "in", {"features": 1, "exp": 0}), Tensor("in", 1, fmt=msg))
+    z = np.zeros((1, 2), np.int64)
+    i64 = lambda *v: np.array(v, np.int64).reshape(1, -1)  # noqa: E731
+    g.add(Layer("s", "qssm", ["in"], "s", {"bits": BitWidths().to_json(), "a_frac": 15, "d_shift": 0,
+                                           "bias_exp": 0, "relu": False},
+                {"a_re": z, "a_im": z, "b_re": i64(5000, 1), "b_im": z, "c_re": i64(2, 1), "c_im": z,
+                 "b_shift": z, "c_shift": z, "d": np.zeros(1, np.int64), "bias_mant": np.zeros(1, np.int64)}),
+          Tensor("s", 1, fmt=msg))
+    g.add(Layer("w", "qaffine", ["s"], "w", {"bits": BitWidths().to_json(), "shift": 0, "bias_exp": 0,
+                                             "relu": False},
+                {"weight": np.array([[100]], np.int64), "bias_mant": np.zeros(1, np.int64)}), Tensor("w", 1, fmt=msg))
+    g.add(Layer("out", "output", ["w"], "out", {"layout": ["B", "T", "F"]}), Tensor("out", 1))
+    return verify(g)
+
+
+@pytest.mark.parametrize("jit", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not qssm.AVAILABLE, reason="numba not installed"))], ids=["numpy", "numba"])
+@pytest.mark.parametrize("u", [3000, -3000])
+def test_saturation_gives_the_rail_a_wrap_would_not(u, jit):
+    hi, lo = (1 << 23) - 1, -(1 << 23)
+    rail = hi if u > 0 else lo
+    # the exact values, what saturation makes of them, and what wrapping would
+    x0 = 5000 * u
+    assert abs(x0) > hi and wrap(x0, 24) != rail
+    o0 = 2 * rail
+    assert wrap(o0, 24) != rail and wrap(2 * wrap(x0, 24), 24) != rail
+    v = rail + u
+    assert wrap(v, 24) != rail
+    assert wrap(100 * rail, 24) != rail
+    g = railed_graph()
+    x = np.full((2, 6, 1), float(u), np.float32)
+    sim = FixedSimulator(g, jit=jit)
+    tr = sim.trace(x)
+    assert np.array_equal(tr["s"], np.full((2, 6, 1), rail)) and np.array_equal(tr["w"], np.full((2, 6, 1), rail))
+    # per sample and step: state 0, its message, the channel sum, the affine
+    assert sim.saturations == {"in": 0, "s": 3 * 12, "w": 12, "out": 0}
+    step = FixedSimulator(g, jit=jit)
+    ys = np.concatenate([step.step(x[:, t]) for t in range(6)], axis=1)
+    assert np.array_equal(ys, np.full((2, 6, 1), float(rail), np.float32))
+    assert step.saturations == sim.saturations
+    # and the independent integer reference agrees
+    ref = reference(g, sim.encode(x).astype(np.int64))
+    assert np.array_equal(ref["s"].astype(np.int64), tr["s"]) and np.array_equal(ref["w"].astype(np.int64), tr["w"])
+
+
+# --- the simulator's op registry ---------------------------------------------------
+def test_sim_op_registry_refuses_duplicates_and_takes_new_ops():
+    with pytest.raises(DuplicateRegistration):
+        register_sim_op("qssm")(SimOp)
+
+    @register_sim_op("negate_test")
+    class Negate(SimOp):  # a toy chip op: pointwise in time, so `step` serves whole sequences too
+        def step(self, sim, ins, m_t, state):
+            return -ins[0]
+
+    try:
+        g = railed_graph()
+        g.layers[2] = Layer("w", "negate_test", ["s"], "w")
+        sim = FixedSimulator(g)
+        x = np.full((1, 3, 1), 5.0, np.float32)
+        assert np.array_equal(sim.trace(x)["w"], -sim.trace(x)["s"])
+        sim.reset()
+        assert np.array_equal(sim.step(x[:, 0]), sim.run(x)[:, :1])
+    finally:
+        SIM_OPS.remove("negate_test")

@@ -69,6 +69,15 @@ def float_graph(rng, f_in: int, H: int, N: int, layers: int, residual: str | Non
     return verify(g)
 
 
+def manifest(g: Graph) -> dict:
+    """The manifest sections `s4dc.load` checks (s4dc.compile writes the full one)."""
+    return {"format": "s4dc-net", "format_version": 1,
+            "io": {"input": {"features": g.input_layer.attrs["features"]},
+                   "outputs": [{"features": g.tensors[l.output].features, "sequence": g.tensors[l.output].sequence,
+                                "layout": l.attrs["layout"]} for l in g.output_layers]},
+            "files": {"graph": "graph.json", "params": "params.npz", "timings": "timings.json"}}
+
+
 def quantized_net(tmp: Path, seed: int, *, f_in=2, H=4, N=3, layers=2, residual=None, readout=None,
                   bits=BitWidths(), per_layer=None, calib_scale=1.0) -> Path:
     rng = np.random.default_rng(seed)
@@ -77,7 +86,8 @@ def quantized_net(tmp: Path, seed: int, *, f_in=2, H=4, N=3, layers=2, residual=
     x = calib_scale * rng.standard_normal((8, 48, f_in))
     q, _ = PASSES["quantize"](g, SimpleNamespace(calibration_x=x, precision=precision))
     out = tmp / f"net{seed}"
-    Network(verify(q), {"format": "s4dc-net", "format_version": 1}).save(out)
+    q = verify(q)
+    Network(q, manifest(q)).save(out)
     return out
 
 
@@ -236,6 +246,41 @@ def test_float_model_matches_lava_s4d_and_weight_encoding():
     assert res["weights_ok"]
 
 
+PRECISIONS = r"""
+import inspect, json
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.type import LavaPyType
+import s4dc.targets.lava.processes as P
+rows = {}
+for name, cls in vars(P).items():
+    if inspect.isclass(cls) and issubclass(cls, PyLoihiProcessModel) and cls.__module__ == P.__name__:
+        rows[name] = {k: v.precision for k, v in vars(cls).items()
+                      if isinstance(v, LavaPyType) and v.precision is not None}
+print(json.dumps(rows))
+"""
+
+
+@needs_lava
+def test_lava_precisions_are_the_numerics_widths():
+    """Every integer precision our Lava models declare is the width
+    targets/loihi2/numerics.py gives that quantity."""
+    from s4dc.targets.loihi2 import numerics as nm
+
+    r = subprocess.run([lava_python(), "-c", PRECISIONS], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    declared = json.loads(r.stdout.strip().splitlines()[-1])
+    width = {"a_in": nm.MESSAGE_BITS, "s_out": nm.MESSAGE_BITS, "data": nm.MESSAGE_BITS, "record": nm.MESSAGE_BITS,
+             "bias_mant": nm.BIAS_BITS, "saturations": nm.COUNTER_BITS, "xr": nm.STATE_BITS, "xi": nm.STATE_BITS,
+             "b_shift": nm.SHIFT_PARAM_BITS, "c_shift": nm.SHIFT_PARAM_BITS,
+             **{k: nm.MAX_COEF_BITS for k in ("a_re", "a_im", "b_re", "b_im", "c_re", "c_im")}}
+    fixed = {m for m in declared if m.endswith("Fixed")}
+    assert fixed == {"PyMessageSourceFixed", "PyMessageSinkFixed", "PyUnitFixed", "PyS4dNeuronFixed"}
+    assert len(declared["PyS4dNeuronFixed"]) == 13
+    for model, vars_ in declared.items():
+        for var, precision in vars_.items():
+            assert precision == width[var], (model, var, precision, width[var])
+
+
 PLACEMENT_CHECK = r"""
 import json, sys, numpy as np, s4dc
 from s4dc.targets.lava.plan import plan
@@ -285,7 +330,8 @@ def test_missing_lava_environment_says_how_to_make_it(tmp_path, monkeypatch):
 def test_float_network_does_not_map(tmp_path):
     rng = np.random.default_rng(0)
     out = tmp_path / "float"
-    Network(float_graph(rng, 2, 3, 2, 1, None, None), {"format": "s4dc-net", "format_version": 1}).save(out)
+    g = float_graph(rng, 2, 3, 2, 1, None, None)
+    Network(g, manifest(g)).save(out)
     with pytest.raises(LavaMappingError, match="not quantized"):
         check(out)
 

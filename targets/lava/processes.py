@@ -39,6 +39,10 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
+from s4dc.targets.loihi2 import qssm
+from s4dc.targets.loihi2.numerics import (BIAS_BITS, COUNTER_BITS, MAX_COEF_BITS, MESSAGE_BITS, SHIFT_PARAM_BITS,
+                                          STATE_BITS, sat_count)
+
 Placement = ty.Optional[ty.List[ty.Dict[str, ty.Any]]]
 
 
@@ -50,17 +54,6 @@ def virtual_addresses(proc: AbstractProcess) -> list[NcVirtualAddress]:
 
 def _timing(steps: int, period: int, offset: int, valid: int) -> dict[str, int]:
     return {"steps": int(steps), "period": int(period), "offset": int(offset), "valid": int(valid)}
-
-
-def _sat(v: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
-    hi = (1 << (bits - 1)) - 1
-    n = int(np.count_nonzero((v > hi) | (v < -hi - 1)))
-    return (np.clip(v, -hi - 1, hi) if n else v), n
-
-
-def _round_shift(v: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """(v + 2^(s-1)) >> s elementwise for s >= 1 (round half up)."""
-    return (v + (np.int64(1) << (s - 1))) >> s
 
 
 class _Timed:
@@ -106,8 +99,8 @@ class _SourceModel(PyLoihiProcessModel):
 class PyMessageSourceFixed(_SourceModel):
     # int64 on the wire: lava's Dense accumulates in the sender's dtype, and
     # 8-bit weights x 24-bit messages x fan-in overflow int32.
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=24)
-    data: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=MESSAGE_BITS)
+    data: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=MESSAGE_BITS)
 
 
 @implements(proc=MessageSource, protocol=LoihiProtocol)
@@ -140,8 +133,8 @@ class _SinkModel(PyLoihiProcessModel):
 @requires(CPU)
 @tag("fixed_pt")
 class PyMessageSinkFixed(_SinkModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=24)
-    data: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=MESSAGE_BITS)
+    data: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=MESSAGE_BITS)
 
 
 @implements(proc=MessageSink, protocol=LoihiProtocol)
@@ -160,7 +153,7 @@ class Unit(AbstractProcess):
     of an InPort). Stateless: the synapses deliver absolute values."""
 
     def __init__(self, *, shape: tuple[int, ...], bias_mant: np.ndarray | int = 0, bias_exp: int = 0,
-                 relu: bool = False, message_bits: int = 24, steps: int = 0, period: int = 0,
+                 relu: bool = False, message_bits: int = MESSAGE_BITS, steps: int = 0, period: int = 0,
                  offset: int = 0, valid: int = 0, dump: str | None = None, placement: Placement = None,
                  name: str | None = None) -> None:
         super().__init__(shape=shape, bias_exp=bias_exp, relu=relu, message_bits=message_bits,
@@ -176,16 +169,16 @@ class Unit(AbstractProcess):
 @requires(CPU)
 @tag("fixed_pt")
 class PyUnitFixed(_Timed, PyLoihiProcessModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=24)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=24)
-    bias_mant: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=16)
-    saturations: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
-    record: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=MESSAGE_BITS)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=MESSAGE_BITS)
+    bias_mant: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=BIAS_BITS)
+    saturations: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=COUNTER_BITS)
+    record: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=MESSAGE_BITS)
 
     def run_spk(self) -> None:
         p = self.proc_params
         v = self.a_in.recv() + (self.bias_mant << p["bias_exp"])
-        v, n = _sat(v, p["message_bits"])
+        n = sat_count(v, p["message_bits"])
         if n and self._in_window(self._local()):
             self.saturations[0] += n
         if p["relu"]:
@@ -201,7 +194,7 @@ class PyUnitFloat(PyLoihiProcessModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     bias_mant: np.ndarray = LavaPyType(np.ndarray, float)
-    saturations: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
+    saturations: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=COUNTER_BITS)
     record: np.ndarray = LavaPyType(np.ndarray, float)
 
     def run_spk(self) -> None:
@@ -225,7 +218,7 @@ class S4dNeuron(AbstractProcess):
     our c carries that factor)."""
 
     def __init__(self, *, shape: tuple[int, ...], a_re, a_im, b_re, b_im, c_re, c_im, b_shift, c_shift,
-                 a_frac: int, state_bits: int = 24, message_bits: int = 24, steps: int = 0, period: int = 0,
+                 a_frac: int, state_bits: int = STATE_BITS, message_bits: int = MESSAGE_BITS, steps: int = 0, period: int = 0,
                  offset: int = 0, valid: int = 0, placement: Placement = None, name: str | None = None,
                  **extra: ty.Any) -> None:
         super().__init__(shape=shape, a_frac=a_frac, state_bits=state_bits, message_bits=message_bits,
@@ -244,71 +237,47 @@ class S4dNeuron(AbstractProcess):
 @requires(CPU)
 @tag("fixed_pt")
 class PyS4dNeuronFixed(_Timed, PyLoihiProcessModel):
-    """Exact integer arithmetic in int64 (docs/fixed_point.md, `qssm`):
-    every intermediate stays below 2^62; where a negative shift would
-    scale a term past that, the term is clamped first to a value that
-    saturates the same way."""
+    """docs/fixed_point.md's `qssm` state update and per-state message: the
+    simulator's own step (`targets/loihi2/qssm.py`, `neuron_step`), on the
+    int64 Vars converted to float64. That is exact: states and messages are
+    24-bit integers and the coefficients 16-bit integers times powers of two,
+    so every product and sum the step forms is an integer multiple of a
+    power of two that float64 holds exactly (qssm.py's docstring has the
+    argument), and the results convert back to int64 unchanged."""
 
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=24)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=24)
-    a_re: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=16)
-    a_im: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=16)
-    b_re: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=16)
-    b_im: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=16)
-    c_re: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=16)
-    c_im: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=16)
-    b_shift: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=8)
-    c_shift: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=8)
-    xr: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
-    xi: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
-    saturations: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=MESSAGE_BITS)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=MESSAGE_BITS)
+    a_re: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=MAX_COEF_BITS)
+    a_im: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=MAX_COEF_BITS)
+    b_re: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=MAX_COEF_BITS)
+    b_im: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=MAX_COEF_BITS)
+    c_re: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=MAX_COEF_BITS)
+    c_im: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=MAX_COEF_BITS)
+    b_shift: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=SHIFT_PARAM_BITS)
+    c_shift: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=SHIFT_PARAM_BITS)
+    xr: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=STATE_BITS)
+    xi: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=STATE_BITS)
+    saturations: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=COUNTER_BITS)
 
     def __init__(self, proc_params: dict) -> None:
         super().__init__(proc_params)
-        self._ready = False
-
-    def _prepare(self) -> None:
-        fa = self.proc_params["a_frac"]
-        bs = self.b_shift
-        self._k = np.maximum(fa, bs)             # one rounding shift for the exact sum
-        self._pa = self._k - fa                  # a x  is scaled up by 2^(k - a_frac)
-        self._pb = np.where(bs > 0, self._k - bs, 0)
-        self._neg = bs <= 0                      # b u 2^-b_shift is an integer: added after rounding
-        self._bneg = np.where(self._neg, -bs, 0)
-        self._cs = self.c_shift
-        self._ready = True
+        self._k: qssm.Folded | None = None
 
     def run_spk(self) -> None:
-        if not self._ready:
-            self._prepare()
         p = self.proc_params
+        if self._k is None:
+            self._k = qssm.fold(self.a_re, self.a_im, self.b_re, self.b_im, self.c_re, self.c_im, self.b_shift,
+                                self.c_shift, p["a_frac"], p["state_bits"], p["message_bits"])
         t = self._local()
         if self._sample_start(t):
             self.xr[:] = 0
             self.xi[:] = 0
-        u = self.a_in.recv()
-        xr, xi = self.xr, self.xi
-        pr = self.a_re * xr - self.a_im * xi
-        pi = self.a_re * xi + self.a_im * xr
-        bur, bui = self.b_re * u, self.b_im * u
-        neg = self._neg
-        # b_shift > 0: round((a x << pa) + (b u << pb), k); b_shift <= 0: round(a x, a_frac) + (b u << -b_shift)
-        lim = np.int64(1) << 30  # |b u| beyond 2^30 saturates the state whatever a x is
-        nr = _round_shift((pr << self._pa) + np.where(neg, 0, bur << self._pb), self._k) + \
-            np.where(neg, np.clip(bur, -lim, lim) << self._bneg, 0)
-        ni = _round_shift((pi << self._pa) + np.where(neg, 0, bui << self._pb), self._k) + \
-            np.where(neg, np.clip(bui, -lim, lim) << self._bneg, 0)
-        nr, n1 = _sat(nr, p["state_bits"])
-        ni, n2 = _sat(ni, p["state_bits"])
-        self.xr, self.xi = nr, ni
-        o = self.c_re * nr - self.c_im * ni
-        cs = self._cs
-        o = np.where(cs > 0, _round_shift(o, np.maximum(cs, 1)),
-                     np.clip(o, -lim, lim) << np.maximum(-cs, 0))
-        o, n3 = _sat(o, p["message_bits"])
-        if n1 + n2 + n3 and self._in_window(t):
-            self.saturations[0] += n1 + n2 + n3
-        self.s_out.send(o)
+        u = self.a_in.recv().astype(np.float64)
+        xr, xi, o, n = qssm.neuron_step(self._k, u, self.xr.astype(np.float64), self.xi.astype(np.float64))
+        self.xr, self.xi = xr.astype(np.int64), xi.astype(np.int64)
+        if n and self._in_window(t):
+            self.saturations[0] += n
+        self.s_out.send(o.astype(np.int64))
 
 
 @implements(proc=S4dNeuron, protocol=LoihiProtocol)
@@ -329,7 +298,7 @@ class PyS4dNeuronFloat(PyLoihiProcessModel):
     c_shift: np.ndarray = LavaPyType(np.ndarray, float)
     xr: np.ndarray = LavaPyType(np.ndarray, float)
     xi: np.ndarray = LavaPyType(np.ndarray, float)
-    saturations: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
+    saturations: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=COUNTER_BITS)
 
     def __init__(self, proc_params: dict) -> None:
         super().__init__(proc_params)
