@@ -63,8 +63,10 @@ def scatter(points: list[dict[str, Any]], x: str, y: str, xlabel: str, ylabel: s
                  f'cy="{py(b):.1f}" r="{5.5 if i == chosen else 2.6}"><title>{escape(xlabel)} {escape(xfmt(a))}, '
                  f'{escape(ylabel)} {escape(yfmt(b))}{" (chosen)" if i == chosen else ""}</title></circle>')
     for i, label in (marks or {}).items():
-        g.append(f'<text class="mark" data-mark="{escape(label)}" data-i="{i}" x="{px(xs[i]) + 6:.1f}" '
-                 f'y="{py(ys[i]) - 6:.1f}">{escape(label)}</text>')
+        right = px(xs[i]) > W - PAD_R - 40   # near the right edge: label to the left of the point
+        anchor = ' text-anchor="end"' if right else ""
+        g.append(f'<text class="mark" data-mark="{escape(label)}" data-i="{i}" '
+                 f'x="{px(xs[i]) + (-6 if right else 6):.1f}" y="{py(ys[i]) - 6:.1f}"{anchor}>{escape(label)}</text>')
     return f'<svg class="fig" id="{fig_id}" viewBox="0 0 {W} {H}" width="{W}" height="{H}">{"".join(g)}</svg>'
 
 
