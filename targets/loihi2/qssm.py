@@ -17,11 +17,14 @@ into its coefficient (`fold`: scaling by a power of two is exact):
   51 bits: exact, and one floor rounds it. Where the float sum is not
   exact, its magnitude is far beyond the state's rails; rounding to nearest
   is monotone, so it saturates to the same rail as the exact sum.
-- c x': two 40-bit products times 2^-c_shift, their difference 41 bits: exact.
+- c x': two 40-bit products times 2^-c_shift, their difference 41 bits: exact;
+  plus 1/2 exact too (at most 42 bits from 2^-c_shift up, for c_shift >= 0;
+  for c_shift < 0 an integer, exact below 2^52, far past the message rails).
 
-So float64 gives the integers of an int64 implementation, in any order of
-operations (tests/test_fixed_sim.py checks against one; tests/test_lava.py
-checks the Lava model, which calls these same helpers).
+So float64 gives the integers of an int64 implementation (tests/test_fixed_sim.py
+checks against one; tests/test_lava.py checks the Lava model, which calls
+these same helpers), and the drivers may order the exact operations as suits
+them.
 
 The elementwise helpers (`input_drive`, `next_state`, `state_message`,
 `saturate`) use only arithmetic, np.floor and np.minimum/np.maximum, so one
@@ -67,16 +70,19 @@ PARALLEL = True
 # --- the elementwise step: one source for numpy arrays and numba scalars ----------
 @_jitable
 def input_drive(b_re, b_im, u):
-    """The input's exact contribution b u 2^-b_shift (shift folded into b)."""
-    return b_re * u, b_im * u
+    """The input's term of the state update: b u 2^-b_shift (shift folded
+    into b) plus the rounding's half, added here so that a driver can form
+    it for a block of steps at once. Exact wherever the state does not
+    saturate (|b u| < 2^25 there, a multiple of 2^-b_shift)."""
+    return b_re * u + 0.5, b_im * u + 0.5
 
 
 @_jitable
 def next_state(a_re, a_im, x_re, x_im, d_re, d_im):
-    """The state update before saturation: the exact sum a x + d, rounded
-    half up once (d: `input_drive`'s term)."""
-    return (np.floor((a_re * x_re - a_im * x_im) + d_re + 0.5),
-            np.floor((a_re * x_im + a_im * x_re) + d_im + 0.5))
+    """The state update before saturation: floor(a x + b u + 1/2), one
+    round half up of the exact sum (d: `input_drive`'s term)."""
+    return (np.floor((a_re * x_re - a_im * x_im) + d_re),
+            np.floor((a_re * x_im + a_im * x_re) + d_im))
 
 
 @_jitable
