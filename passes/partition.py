@@ -713,6 +713,8 @@ def partition_for(graph: Graph, spec: HardwareSpec | dict | str | None = None, *
         c["meets"] = c["cores"] <= limit and (max_latency_us is None
                                               or c["latency_per_token_s"] <= max_latency_us * 1e-6)
     ok = [i for i, c in enumerate(cands) if c["meets"]]
+    if not ok and cands[0]["cores"] > spec.cores:
+        ok = [0]   # the system is too small for any split: place() refuses it, naming the chips needed
     if not ok:
         i = min(range(len(cands)), key=lambda j: _KEYS["latency"](cands[j]))
         raise ConstraintError(f"max_latency_us {max_latency_us:g}: the lowest modelled latency per token among "

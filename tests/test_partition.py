@@ -398,3 +398,14 @@ def test_activity_and_sparsity_measured_on_data():
     d = depth_steps(digits.graph)
     assert sum(e.messages_per_step for e in P.edges) < sum(e.messages_per_step for e in P1.edges)
     assert estimate(P, d)["energy_per_token_j"] < estimate(P1, d)["energy_per_token_j"]
+
+
+def test_a_system_too_small_for_any_split_is_refused_by_place():
+    from s4dc.passes.place import place
+
+    g = stack(2, 32, 8)
+    spec = load_spec({"cores_per_chip": 2, "mesh": [1, 2]})
+    P, s = partition_for(g, spec, objective="latency")
+    assert P.n_parts == partition(g, spec).n_parts > 2 and s["chosen"] == 0 and not s["candidates"][0]["meets"]
+    with pytest.raises(ResourceError, match=f"^cores: the network needs {P.n_parts} cores, the system has 2 "):
+        place(P, spec, budget=0)
