@@ -157,9 +157,12 @@ class Network:
         replaced, anything else in it is kept."""
         out = Path(folder)
         mode = check_output(out, force)
+        # The temporary folder lies where its files are renamed to (same file
+        # system): beside OUT/, or inside it when merging into an existing one.
+        where = out if mode == "merge" else out.absolute().parent
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.resolve().name}.", dir=out.resolve().parent))
+            where.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.absolute().name or 'out'}.", dir=where))
         except OSError as e:
             raise OutputError(f"{out}: cannot write there ({e.strerror or e})") from None
         try:
@@ -171,7 +174,7 @@ class Network:
             else:
                 old = None
                 if out.exists() or out.is_symlink():  # "replace": ours alone, or a file with force
-                    old = out.with_name(f".{out.resolve().name}.old-{os.getpid()}")
+                    old = out.absolute().with_name(f".{out.absolute().name}.old-{os.getpid()}")
                     out.rename(old)
                 tmp.rename(out)
                 if old is not None:
@@ -227,7 +230,7 @@ def check_output(out: Path, force: bool = False) -> str:
             only_ours = all(p.name in OUT_FILES for p in out.iterdir())
         except OSError as e:
             raise OutputError(f"{out}: cannot read the folder ({e.strerror or e})") from None
-        return "replace" if only_ours and is_s4dc_folder(out) and not inside else "merge"
+        return "replace" if only_ours and is_s4dc_folder(out) and not inside and not out.is_symlink() else "merge"
     if out.exists() or out.is_symlink():
         if not force:
             raise OutputError(f"{out}: is a file, not a folder; pass --force (force=True) to replace it")

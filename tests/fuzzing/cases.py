@@ -113,8 +113,12 @@ def model_case(rng: np.random.Generator, index: int) -> tuple[str, list[str], ca
     base, opts = MODEL_BASES[index % len(MODEL_BASES)]
     what, mutant = mutate(rng, base_model(base))
     opts = dict(opts, place=False, jobs=1)
-    if rng.random() < 0.7:
+    if rng.random() < 0.5:
         opts["float_only"] = True
+    if rng.random() < 0.15:  # the passes' own limits, at their edges
+        key = str(rng.choice(["max_modes", "fit_tol", "cond_max", "verify_numerics"]))
+        opts[key] = {"max_modes": int(rng.choice([1, 2, 64])), "fit_tol": float(rng.choice([1e-12, 0.5])),
+                     "cond_max": float(rng.choice([1.0, 1e3])), "verify_numerics": True}[key]
     if any("dynamic" in w for w in what) or rng.random() < 0.1:
         opts["seq_len"] = int(rng.choice([1, 16, 64, 200]))
     if rng.random() < 0.1:

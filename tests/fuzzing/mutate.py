@@ -229,6 +229,26 @@ def init_values(rng, model):
     return _tensor_values(rng, t, f"initializer {t.name}"), model
 
 
+def init_scale(rng, model):
+    """A finite but extreme float initializer (zeros, tiny, huge, flipped):
+    structurally valid, so it reaches the passes and the quantizer."""
+    inits = [t for t in model.graph.initializer if t.data_type in (TensorProto.FLOAT, TensorProto.DOUBLE)]
+    if not inits:
+        return init_values(rng, model)
+    t = _pick(rng, inits)
+    arr = numpy_helper.to_array(t).astype(np.float64)
+    k = _pick(rng, [0.0, 1e-30, 1e-8, 1e8, 1e30, -1.0, 3.0])
+    if arr.ndim and rng.random() < 0.4:
+        arr[int(rng.integers(arr.shape[0]))] *= k
+        what = f"initializer {t.name}: one row x {k}"
+    else:
+        arr = arr * k
+        what = f"initializer {t.name}: x {k}"
+    with np.errstate(over="ignore"):
+        t.CopyFrom(numpy_helper.from_array(arr.astype(numpy_helper.to_array(t).dtype), t.name))
+    return what, model
+
+
 def init_dtype(rng, model):
     """Declared type changed, data left as stored."""
     inits = list(model.graph.initializer)
@@ -298,7 +318,7 @@ def input_type(rng, model):
     if kind == 2 and dims:
         d = dims[int(rng.integers(len(dims)))]
         d.Clear()
-        d.dim_value = int(_pick(rng, [0, 1, 2, 5, 100000]))
+        d.dim_value = int(_pick(rng, [0, 1, 2, 5, 3000]))  # longer: minutes of calibration, not a bug
         return f"input dim -> {d.dim_value}", model
     if kind == 3:
         tt.shape.dim.add().dim_value = 1
@@ -343,7 +363,7 @@ def function_body(rng, model):
 
 MUTATIONS: list[tuple[Mutation, float]] = [
     (byte_flip, 1.0), (truncate, 0.5), (op_type, 1.5), (attribute, 2.0), (add_attribute, 0.5), (rewire, 1.5),
-    (bypass, 1.0), (delete_node, 0.5), (swap_nodes, 0.3), (drop_constant_value, 1.0), (init_values, 1.5),
+    (bypass, 1.0), (delete_node, 0.5), (swap_nodes, 0.3), (drop_constant_value, 1.0), (init_values, 1.5), (init_scale, 2.0),
     (init_dtype, 1.0), (init_shape, 1.0), (init_reshape_consistent, 0.7), (opset, 0.5), (input_type, 1.0),
     (outputs, 0.4), (function_body, 1.0),
 ]
