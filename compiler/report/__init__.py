@@ -6,7 +6,8 @@
     write_html("net/")             # net/report.html: self-contained page (inline SVG, CSS, JS)
 
 Command line: `s4dc report OUT/ [--json] [--html]` (`main(argv)`). The cost
-model's constants and assumptions: `s4dc.report.cost`, docs/report.md.
+model's constants and assumptions: `s4dc.targets.loihi2.cost` (re-exported as
+`s4dc.report.cost`), docs/hardware_model.md.
 """
 from __future__ import annotations
 
