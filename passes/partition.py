@@ -31,7 +31,7 @@ differ by at most one unit or channel) fits every per-core limit: fewest
 parts minimizes the messages into all-to-all (dense) layers, which grow
 with the number of destination parts, and balance evens the busiest core's
 work. Output routing memory depends on the consumers' splits, so splits are
-refined until every part fits. `parts={layer: k}` spreads a layer over more
+refined until every part fits. `spread={layer: k}` spreads a layer over more
 cores than it needs; `partition_for` chooses those counts for an objective
 (cores, latency, energy or energy x latency per token, by the cost model of
 targets/loihi2/cost.py) within a latency and a core limit.
@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from s4dc.errors import S4dcError
@@ -296,11 +296,11 @@ def _balanced(n: int, k: int) -> list[tuple[int, int]]:
 
 # ---------------------------------------------------------------------------
 def partition(graph: Graph, spec: HardwareSpec | dict | str | None = None, *,
-              activity: dict[str, float] | None = None, parts: dict[str, int] | None = None,
+              activity: dict[str, float] | None = None, spread: dict[str, int] | None = None,
               sparsity: dict[str, float] | None = None) -> Partitioning:
     """Split `graph`'s on-chip layers into parts that fit one core each
     (module doc). `activity`: optional {layer: fraction of steps its units
-    send}, e.g. from `activity_from_trace`. `parts`: optional {layer: parts
+    send}, e.g. from `activity_from_trace`. `spread`: optional {layer: parts
     at least} to spread a layer over more cores than it needs (at most one
     unit per part; `partition_for` chooses them). `sparsity`: {layer:
     fraction of zero outputs}, recorded in the layer summary. Raises
@@ -315,7 +315,7 @@ def partition(graph: Graph, spec: HardwareSpec | dict | str | None = None, *,
                 raise PlacementError(f"{what} names '{k}', which is not a layer of '{graph.name}'")
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
                 raise PlacementError(f"{what} of layer '{k}' = {v!r}: must be a fraction in [0, 1]")
-    want = _requested_parts(layers, parts or {}, graph.name)
+    want = _requested_parts(layers, spread or {}, graph.name)
     for L in layers:
         L.activity = float(act.get(L.name, 1.0))
         if L.bits.message > spec.message_bits:
@@ -374,15 +374,15 @@ def partition(graph: Graph, spec: HardwareSpec | dict | str | None = None, *,
     return Partitioning(graph.name, spec, parts, edges, summary, {L.name: L.activity for L in layers})
 
 
-def _requested_parts(layers: list[_L], parts: dict[str, int], graph_name: str) -> dict[str, int]:
+def _requested_parts(layers: list[_L], spread: dict[str, int], graph_name: str) -> dict[str, int]:
     by = {L.name: L for L in layers}
-    for k, v in parts.items():
+    for k, v in spread.items():
         if k not in by:
-            raise PlacementError(f"parts names '{k}', which is not an on-chip layer of '{graph_name}'")
+            raise PlacementError(f"spread names '{k}', which is not an on-chip layer of '{graph_name}'")
         if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= by[k].units:
-            raise PlacementError(f"parts of layer '{k}' = {v!r}: must be an integer from 1 to its "
+            raise PlacementError(f"spread of layer '{k}' = {v!r}: must be an integer from 1 to its "
                                  f"{by[k].units} units")
-    return dict(parts)
+    return dict(spread)
 
 
 def _fewest(spec: HardwareSpec, L: _L, dests: float) -> int:
@@ -616,10 +616,11 @@ class ConstraintError(S4dcError):
 
 from s4dc.options import OBJECTIVES  # noqa: E402  (one list: the CLI choices)
 MAX_CANDIDATES = 256   # splits considered at most (each is one partition() call)
-_KEYS = {"cores": lambda c: (c["cores"], c["latency_per_token_s"]),
-         "latency": lambda c: (c["latency_per_token_s"], c["cores"]),
-         "energy": lambda c: (c["energy_per_token_j"], c["cores"]),
-         "edp": lambda c: (c["edp_js"], c["cores"])}
+_KEYS: dict[str, Callable[[dict[str, Any]], tuple[float, float]]] = {
+    "cores": lambda c: (c["cores"], c["latency_per_token_s"]),
+    "latency": lambda c: (c["latency_per_token_s"], c["cores"]),
+    "energy": lambda c: (c["energy_per_token_j"], c["cores"]),
+    "edp": lambda c: (c["edp_js"], c["cores"])}
 
 
 def cost_parts(P: Partitioning) -> list[dict[str, Any]]:
@@ -652,9 +653,15 @@ def _candidate(P: Partitioning, depth: int) -> dict[str, Any]:
 
 
 def spread_of(P: Partitioning) -> dict[str, int]:
-    """The part counts that reproduce P's split with `partition(parts=...)`
+    """The part counts that reproduce P's split with `partition(spread=...)`
     (layers whose channels are split into state chunks are set by fit alone)."""
     return {r["layer"]: r["parts"] for r in P.layers if "channels split" not in str(r["binding"])}
+
+
+def _argbest(idx: list[int], cands: list[dict[str, Any]], objective: str) -> int:
+    """The index in idx of the best candidate by the objective (ties: fewer cores, then the first)."""
+    key = _KEYS[objective]
+    return min(idx, key=lambda j: key(cands[j]))
 
 
 def _next_count(units: int, k: int) -> int | None:
@@ -687,24 +694,26 @@ def partition_for(graph: Graph, spec: HardwareSpec | dict | str | None = None, *
         raise ConstraintError(f"max_cores must be a positive integer, got {max_cores!r}")
     if max_latency_us is not None and not (isinstance(max_latency_us, (int, float)) and max_latency_us > 0):
         raise ConstraintError(f"max_latency_us must be > 0, got {max_latency_us!r}")
-    spec = spec if isinstance(spec, HardwareSpec) else load_spec(spec)
+    hw = spec if isinstance(spec, HardwareSpec) else load_spec(spec)
     depth = depth_steps(graph)
-    limit = min(spec.cores, max_cores or spec.cores)
-    P = partition(graph, spec, activity=activity, sparsity=sparsity)
+    limit = min(hw.cores, max_cores or hw.cores)
+    P = partition(graph, hw, activity=activity, sparsity=sparsity)
     if max_cores is not None and P.n_parts > max_cores:
         raise ConstraintError(f"max_cores {max_cores}: the network needs at least {P.n_parts} cores (each "
                               "layer's fewest parts that fit a core)")
     found: list[tuple[Partitioning, dict[str, Any]]] = [(P, _candidate(P, depth))]
     while len(found) < max_candidates:
         P, c = found[-1]
-        slow = next(p for p in P.parts if p.id == c["busiest_part"]).layer if c["busiest_part"] is not None else None
-        row = next((r for r in P.layers if r["layer"] == slow), None)
-        if row is None or "channels split" in str(row["binding"]):
+        if c["busiest_part"] is None:
+            break
+        slow: str = P.parts[c["busiest_part"]].layer   # the layer holding the slowest core
+        row = next(r for r in P.layers if r["layer"] == slow)
+        if "channels split" in str(row["binding"]):
             break
         k2 = _next_count(row["units"], row["parts"])
         if k2 is None:
             break
-        nxt = partition(graph, spec, activity=activity, sparsity=sparsity, parts={**spread_of(P), slow: k2})
+        nxt = partition(graph, hw, activity=activity, sparsity=sparsity, spread={**spread_of(P), slow: k2})
         if nxt.n_parts > limit:
             break
         found.append((nxt, _candidate(nxt, depth)))
@@ -713,14 +722,14 @@ def partition_for(graph: Graph, spec: HardwareSpec | dict | str | None = None, *
         c["meets"] = c["cores"] <= limit and (max_latency_us is None
                                               or c["latency_per_token_s"] <= max_latency_us * 1e-6)
     ok = [i for i, c in enumerate(cands) if c["meets"]]
-    if not ok and cands[0]["cores"] > spec.cores:
+    if not ok and cands[0]["cores"] > hw.cores:
         ok = [0]   # the system is too small for any split: place() refuses it, naming the chips needed
     if not ok:
-        i = min(range(len(cands)), key=lambda j: _KEYS["latency"](cands[j]))
+        i = _argbest(list(range(len(cands))), cands, "latency")
         raise ConstraintError(f"max_latency_us {max_latency_us:g}: the lowest modelled latency per token among "
                               f"the {len(cands)} splits considered is {cands[i]['latency_per_token_s'] * 1e6:.3g} us "
                               f"(on {cands[i]['cores']} cores, at most {limit}); allow more latency or more cores")
-    best = {o: min(ok, key=lambda j, o=o: _KEYS[o](cands[j])) for o in OBJECTIVES}
+    best = {o: _argbest(ok, cands, o) for o in OBJECTIVES}
     chosen = best[objective]
     search = {"objective": objective, "max_latency_us": max_latency_us, "max_cores": max_cores,
               "cores_limit": limit, "depth_steps": depth, "chosen": chosen, "best": best,
@@ -729,7 +738,7 @@ def partition_for(graph: Graph, spec: HardwareSpec | dict | str | None = None, *
     return found[chosen][0], search
 
 
-def sparsity_sweep(graph: Graph, spec: HardwareSpec, parts: dict[str, int], m: Measured) -> list[dict[str, Any]]:
+def sparsity_sweep(graph: Graph, spec: HardwareSpec, spread: dict[str, int], m: Measured) -> list[dict[str, Any]]:
     """Modelled energy and latency per token of one split as each ReLU
     layer's activity follows `m.sweep`; sparsity and activity are means over
     the ReLU layers' outputs (weighted by units)."""
@@ -742,7 +751,7 @@ def sparsity_sweep(graph: Graph, spec: HardwareSpec, parts: dict[str, int], m: M
 
     out = []
     for s in m.sweep:
-        est = estimate(partition(graph, spec, activity=s["activity"], parts=parts), depth)
+        est = estimate(partition(graph, spec, activity=s["activity"], spread=spread), depth)
         out.append({"quantile": s["quantile"], "mean_sparsity": _sig(mean(s["sparsity"])),
                     "mean_activity": _sig(mean(s["activity"])),
                     "energy_per_token_j": _sig(est["energy_per_token_j"]),

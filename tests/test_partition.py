@@ -295,7 +295,7 @@ def test_requested_parts_spread_a_layer():
     g = stack(2, 32, 8)
     P0 = partition(g)
     assert [r["parts"] for r in P0.layers if r["layer"] == "s0"] == [1]
-    P = partition(g, parts={"s0": 5, "m0": 3})
+    P = partition(g, spread={"s0": 5, "m0": 3})
     check_partition(g, P)
     rows = {r["layer"]: r for r in P.layers}
     assert (rows["s0"]["parts"], rows["m0"]["parts"], rows["s1"]["parts"]) == (5, 3, 1)
@@ -306,10 +306,10 @@ def test_requested_parts_spread_a_layer():
     into = lambda Q: sum(e.messages_per_step for e in Q.edges if Q.parts[e.dst].layer == "m0")  # noqa: E731
     assert into(P) == 3 * into(P0) == 3 * 32
     assert spread_of(P) == {r["layer"]: r["parts"] for r in P.layers}
-    with pytest.raises(PlacementError, match="^parts of layer 's0' = 33: must be an integer from 1 to its 32 units$"):
-        partition(g, parts={"s0": 33})
-    with pytest.raises(PlacementError, match="^parts names 'r0', which is not an on-chip layer of 't'$"):
-        partition(g, parts={"r0": 2})   # fused into s0
+    with pytest.raises(PlacementError, match="^spread of layer 's0' = 33: must be an integer from 1 to its 32 units$"):
+        partition(g, spread={"s0": 33})
+    with pytest.raises(PlacementError, match="^spread names 'r0', which is not an on-chip layer of 't'$"):
+        partition(g, spread={"r0": 2})   # fused into s0
 
 
 @pytest.mark.parametrize("objective", ["cores", "latency", "energy", "edp"])

@@ -116,7 +116,8 @@ def test_links_follow_xy_routes(which, request):
     s, placement = summary(out), _json(out / "placement.json")
     for name, view in s["placement"]["placements"].items():
         links = view["links"]
-        assert sum(l["messages_per_step"] for l in links) == pytest.approx(placement["placements"][name]["message_hops"])
+        assert sum(l["messages_per_step"] for l in links) == \
+            pytest.approx(placement["placements"][name]["message_hops"])
         assert sum(l["messages_per_step"] for l in links if l["chip_link"]) == \
             pytest.approx(placement["placements"][name]["chip_crossings"])
         for l in links:  # every link joins mesh neighbours
@@ -221,7 +222,8 @@ def test_text_json_and_cli(digits_out, capsys):
     text = capsys.readouterr().out
     assert text == format_text(summary(digits_out)) + "\n"
     for needle in ("placement:", "layers:", "quantization", "passes", "estimated per token", "assumptions:",
-                   "node_Conv_40", fmt_int(placement['placements']['optimized']['traffic']), "partition objective cores",
+                   "node_Conv_40", fmt_int(placement['placements']['optimized']['traffic']),
+                   "partition objective cores",
                    "modelled energy per token vs activation sparsity"):
         assert needle in text
     assert main([str(digits_out), "--json"]) == 0

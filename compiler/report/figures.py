@@ -95,10 +95,10 @@ def tradeoff_section(s: dict[str, Any]) -> str:
                f"at most {t['max_cores']} cores" if t.get("max_cores") else ""]
         lim_text = " and ".join(x for x in lim if x) or "no latency or core limit"
         placed = t.get("chosen_placed") or {}
-        figs = (f'<figure><figcaption>Latency per token (µs) against cores</figcaption>'
+        figs = ('<figure><figcaption>Latency per token (µs) against cores</figcaption>'
                 + scatter(c, "cores", "latency_per_token_s", "cores", "latency per token (µs)", fig_id="pareto-latency",
                           xfmt=lambda v: f"{v:g}", yfmt=_us, chosen=ch, marks=marks) + "</figure>"
-                + f'<figure><figcaption>Energy per token (µJ) against cores</figcaption>'
+                + '<figure><figcaption>Energy per token (µJ) against cores</figcaption>'
                 + scatter(c, "cores", "energy_per_token_j", "cores", "energy per token (µJ)", fig_id="pareto-energy",
                           xfmt=lambda v: f"{v:g}", yfmt=_uj, chosen=ch, marks=marks) + "</figure>")
         parts.append(
@@ -116,8 +116,8 @@ def tradeoff_section(s: dict[str, Any]) -> str:
     if sw:
         pts = sw["sweep"]
         parts.append(
-            f'<h3>Modelled energy per token against activation sparsity</h3><div class="meshes"><figure>'
-            f'<figcaption>Energy per token (µJ) against the ReLU layers\' mean sparsity</figcaption>'
+            '<h3>Modelled energy per token against activation sparsity</h3><div class="meshes"><figure>'
+            '<figcaption>Energy per token (µJ) against the ReLU layers\' mean sparsity</figcaption>'
             + scatter(pts, "mean_sparsity", "energy_per_token_j", "activation sparsity (fraction of zero outputs)",
                       "energy per token (µJ)", fig_id="sparsity-energy", xfmt=lambda v: f"{v:.2g}", yfmt=_uj,
                       chosen=0, marks={0: "measured"})

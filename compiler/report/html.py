@@ -427,7 +427,8 @@ def _cost_section(s: dict[str, Any]) -> str:
             f'<div>{num}<p class="dim">The paper\'s claim for comparison (Meyer 2024, measured '
             'on Loihi 2): token by token, about 1000× less energy and 75× lower latency than a recurrent S4D on '
             'a Jetson Orin Nano.</p></div>'
-            f'<div><h3>Figures used (one place: s4dc/targets/loihi2/cost.py)</h3><div class="tw"><table class="figs"><thead><tr><th>name</th><th>value</th>'
+            '<div><h3>Figures used (one place: s4dc/targets/loihi2/cost.py)</h3><div class="tw">'
+            f'<table class="figs"><thead><tr><th>name</th><th>value</th>'
             f'<th>what</th><th>source</th></tr></thead><tbody>{figs}</tbody></table></div>'
             f'<h3>Assumptions</h3><ul class="asm">{asm}</ul><h3>Sources</h3><ul class="asm">{refs}</ul>'
             f'</div></div></section>')
@@ -642,7 +643,8 @@ def render(s: dict[str, Any]) -> str:
     title = f"s4dc report: {s['network']['source'].get('file', '?')}"
     body = "".join([
         _header(s), '<div id="js-errors"></div>', _missing(s), _cards(s), _mesh_section(s), _placements_table(s),
-        _layers_table(s), _cost_section(s), tradeoff_section(s), _quant_section(s), _realize_section(s), _passes_section(s),
+        _layers_table(s), _cost_section(s), tradeoff_section(s), _quant_section(s), _realize_section(s),
+        _passes_section(s),
         _spec_section(s),
         (f'<footer>Written by s4dc {escape(str(s["network"].get("s4dc_version")))} from the files beside it '
          '(manifest.json, graph.json, params.npz, placement.json, timings.json) · <code>s4dc report OUT/</code> '

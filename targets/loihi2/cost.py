@@ -189,7 +189,7 @@ def _finish(parts: list[dict[str, Any]], synops: float, dops: float, msgs: float
     busiest, t_core, term = None, 0.0, "dendops_s"
     for p in parts:
         t = core_time(float(p["synops"]), p["neurons"], p.get("state_neurons", 0))
-        k = max(t, key=t.get)
+        k = max(t, key=lambda name: t[name])
         if t[k] > t_core:
             busiest, t_core, term = p, t[k], k
     t_noc = router_msgs * PACKET_BITS.value * T_BIT.value
