@@ -446,6 +446,8 @@ def test_multichip_report_in_chromium(multichip_out, tmp_path):
         assert {c["data-chip"] for c in svg["cores"]} == {"0", "1", "2"}
         assert sum("data-part" in c for c in svg["cores"]) == len(placement["partitions"])
     assert any("xchip" in (ln.get("class") or "") for ln in dom.svgs["optimized"]["links"])
+    # a placement.json written by place() alone (no partition search, no measured activity): no trade-off section
+    assert summary(multichip_out)["placement"]["tradeoff"] is None and "tradeoff" not in dom.ids
 
 
 @needs_chromium
