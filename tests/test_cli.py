@@ -98,3 +98,21 @@ def test_long_runs_report_progress_and_match_one_call(tmp_path, capsys, monkeypa
     assert np.array_equal(np.load(tmp_path / "y.npy"), s4dc.load(out).run(x))
     assert main(["run", str(out), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y2.npy"), "-q"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_debug_flag_and_missing_parent(tmp_path, capsys):
+    """--debug changes nothing for a clean refusal (one line, exit 2); -o in a
+    folder that does not exist yet creates it."""
+    assert main([str(SCAN / "bad_unstable.onnx"), "-o", str(tmp_path / "n"), "--debug", "-q"]) == 2
+    assert capsys.readouterr().err.strip().startswith("s4dc: error: layer 'L0_Scan'")
+    out = tmp_path / "a" / "b" / "net"
+    assert main([str(SCAN / "scan_dense.onnx"), "-o", str(out), "-q", "--no-place", "--debug"]) == 0
+    assert s4dc.load(out).manifest["source"]["file"] == "scan_dense.onnx"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["net"]
+
+
+def test_report_refuses_a_folder_run_refuses(tmp_path, capsys):
+    (tmp_path / "manifest.json").write_text("[]")
+    assert main(["report", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (f"s4dc: error: {tmp_path}/manifest.json: not an s4dc manifest "
+                                               "(a JSON list, expected an object)")
