@@ -310,11 +310,11 @@ def partition(graph: Graph, spec: HardwareSpec | dict | str | None = None, *,
     names = {l.name for l in graph.layers}
     act = dict(activity or {})
     for what, d in (("activity", act), ("sparsity", sparsity or {})):
-        for k, v in d.items():
-            if k not in names:
-                raise PlacementError(f"{what} names '{k}', which is not a layer of '{graph.name}'")
+        for name, v in d.items():
+            if name not in names:
+                raise PlacementError(f"{what} names '{name}', which is not a layer of '{graph.name}'")
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
-                raise PlacementError(f"{what} of layer '{k}' = {v!r}: must be a fraction in [0, 1]")
+                raise PlacementError(f"{what} of layer '{name}' = {v!r}: must be a fraction in [0, 1]")
     want = _requested_parts(layers, spread or {}, graph.name)
     for L in layers:
         L.activity = float(act.get(L.name, 1.0))
