@@ -26,6 +26,7 @@ MODEL_BASES: list[tuple[str, dict]] = [
       for p in sorted(TORCH.glob("*.onnx")) + sorted(SCAN.glob("*.onnx"))
       if p.name not in ("bad_truncated.onnx", "bad_not_onnx.onnx")],  # no proto to mutate
     ("examples/digits/model.onnx", {}),
+    ("examples/fashion/model.onnx", {"float_only": True}),
     ("examples/fashion/model_w4_qat.onnx", {"float_only": True}),  # 784 steps: quantizing takes ~30 s
     ("canonical:S4D", {}), ("canonical:S4DBilinear", {}),
 ]
