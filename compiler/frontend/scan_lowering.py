@@ -99,6 +99,13 @@ def lower_scan(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
     r1, r2 = rng.standard_normal((2, S + H))
     probes = np.concatenate([np.zeros((1, S + H)), np.eye(S + H), np.stack([r1, r2, r1 + r2, 3 * r1])])
     outs = _run_body(fe, node, body, probes, state_shapes, step_axes, u, n_state)
+    for o, shape in zip(outs[:n_state], state_shapes):  # the body must keep the batch and the states' shapes
+        if o.shape != (len(probes),) + tuple(shape):
+            raise _fail(node, f"the body turns a state of shape {tuple(shape)} per sample into {o.shape[1:]} "
+                              "(or drops the batch axis)")
+    if len(outs) <= n_state + k_out or np.ndim(outs[n_state + k_out]) < 1 \
+            or np.shape(outs[n_state + k_out])[0] != len(probes):
+        raise _fail(node, "the body's per-step output does not keep the batch axis")
     new_state = np.concatenate([o.reshape(len(probes), -1) for o in outs[:n_state]], axis=1)
     y_raw = outs[n_state + k_out]
     y = y_raw.reshape(len(probes), -1)
