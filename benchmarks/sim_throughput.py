@@ -19,6 +19,7 @@ import numpy as np
 import s4dc
 from s4dc.ir.graph import Graph
 from s4dc.targets.fixed_sim import CHUNK
+from s4dc.targets.loihi2 import qssm
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +105,7 @@ def main() -> None:
     x = rng.uniform(0, 1, (a.batch, T, F)).astype(np.float32)
     ssm = [l for l in net.graph.layers if l.op == "qssm"]
     print(f"model {model.name}: {len(ssm)} S4D layers, {sum(l.params['a_re'].size for l in ssm)} complex states, "
-          f"T={T}")
+          f"T={T}; S4D recurrence: {'numba kernel' if qssm.AVAILABLE else 'numpy driver (no numba or S4DC_NO_JIT=1)'}")
     r_float = rate(ref.run, x)
     r_int = rate(net.run, x)
     net.run(x[:1, :8])  # compile the single-sample kernel outside the timing
