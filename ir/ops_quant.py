@@ -7,7 +7,8 @@ import numpy as np
 from s4dc.ir.layer import Layer
 from s4dc.ir.ops import OPS, OpDef, arity, fail, register_op, sequence_input
 from s4dc.ir.tensor import Tensor
-from s4dc.targets.loihi2.numerics import BIAS_BITS
+from s4dc.targets.loihi2.numerics import (BIAS_BITS, MAX_A_FRAC, MAX_BIAS_EXP, MAX_EXACT_B_SHIFT, MAX_SHIFT,
+                                         MIN_A_FRAC, MIN_BIAS_EXP, MIN_SHIFT, SHIFT_PARAM_BITS)
 
 
 def int_param(layer: Layer, name: str, shape: tuple[int, ...], bits: int) -> np.ndarray:
@@ -31,7 +32,7 @@ def bits_attr(layer: Layer) -> dict:
     return b
 
 
-def shift_attr(layer: Layer, name: str, lo: int = -24, hi: int = 40) -> int:
+def shift_attr(layer: Layer, name: str, lo: int = MIN_SHIFT, hi: int = MAX_SHIFT) -> int:
     s = layer.attrs.get(name)
     if not isinstance(s, int) or not lo <= s <= hi:
         fail(layer, f"attribute '{name}' = {s!r} is not a shift in [{lo}, {hi}]")
@@ -58,7 +59,7 @@ class QAffine(_Quantized):
         int_param(layer, "weight", (w.shape[0], ins[0].features), bits["weight"])
         int_param(layer, "bias_mant", (w.shape[0],), BIAS_BITS)
         shift_attr(layer, "shift")
-        shift_attr(layer, "bias_exp", 0, 24)
+        shift_attr(layer, "bias_exp", MIN_BIAS_EXP, MAX_BIAS_EXP)
         return w.shape[0], ins[0].sequence
 
 
@@ -80,18 +81,18 @@ class QSsm(_Quantized):
         shape = a.shape
         for k, b in (("a_re", "a"), ("a_im", "a"), ("b_re", "b"), ("b_im", "b"), ("c_re", "c"), ("c_im", "c")):
             int_param(layer, k, shape, bits[b])
-        # b_shift <= 26 keeps the state update exact in float64 (docs/fixed_point.md).
-        for k, hi in (("b_shift", 26), ("c_shift", 40)):
-            s = int_param(layer, k, shape, 8)
-            if s.size and (s.min() < -24 or s.max() > hi):
-                fail(layer, f"parameter '{k}' holds shifts outside [-24, {hi}]")
+        # b_shift <= MAX_EXACT_B_SHIFT keeps the state update exact in float64 (docs/fixed_point.md).
+        for k, hi in (("b_shift", MAX_EXACT_B_SHIFT), ("c_shift", MAX_SHIFT)):
+            s = int_param(layer, k, shape, SHIFT_PARAM_BITS)
+            if s.size and (s.min() < MIN_SHIFT or s.max() > hi):
+                fail(layer, f"parameter '{k}' holds shifts outside [{MIN_SHIFT}, {hi}]")
         int_param(layer, "d", (h,), bits["weight"])
         int_param(layer, "bias_mant", (h,), BIAS_BITS)
-        fa = shift_attr(layer, "a_frac", 1, 30)
+        fa = shift_attr(layer, "a_frac", MIN_A_FRAC, MAX_A_FRAC)
         if fa != bits["a"] - 1:
             fail(layer, f"a_frac {fa} must be a bits - 1 = {bits['a'] - 1}")
         shift_attr(layer, "d_shift")
-        shift_attr(layer, "bias_exp", 0, 24)
+        shift_attr(layer, "bias_exp", MIN_BIAS_EXP, MAX_BIAS_EXP)
         lam = (layer.params["a_re"] + 1j * layer.params["a_im"]) / 2.0**fa
         if lam.size and np.abs(lam).max() >= 1:
             fail(layer, f"quantized eigenvalue with |lambda| = {np.abs(lam).max():.6f} >= 1")

@@ -39,7 +39,8 @@ from s4dc.passes.base import PassContext, PassPreconditionError, register
 from s4dc.precision import widths_for
 from s4dc.registry import Registry
 from s4dc.targets.float_exec import FloatExecutor
-from s4dc.targets.loihi2.numerics import BIAS_BITS, MESSAGE_BITS, BitWidths, qmax
+from s4dc.targets.loihi2.numerics import (BIAS_BITS, MAX_EXACT_B_SHIFT, MESSAGE_BITS, BitWidths, qmax,
+                                         round_half_up, round_to_grid)
 
 MARGINS = (1.25, 2.0, 4.0)  # headroom over the calibrated peak, tried in turn
 EVAL_SAMPLES = 32           # calibration samples used to compare margins
@@ -50,17 +51,6 @@ def _exp_for(peak: float, bits: int, margin: float = 1.0) -> int:
     if peak <= 0:
         return -(bits - 1)
     return int(math.ceil(math.log2(peak * margin / qmax(bits))))
-
-
-def round_to_grid(v: np.ndarray, e: "int | np.ndarray", bits: int, symmetric: bool = False) -> np.ndarray:
-    """The quantizer's rounding: clip(floor(v 2^-e + 1/2)) to `bits` signed
-    bits, with a per-tensor or per-element exponent `e`. `symmetric` stops at
-    -qmax: exponents derived from a peak (B, C, biases) never reach -qmax-1,
-    and a value on that rail would make a peak-derived exponent one coarser
-    (quantization-aware training keeps its values where the rule can find them)."""
-    m = qmax(bits)
-    lo = -m if symmetric else -m - 1
-    return np.clip(np.floor(v * np.exp2(-np.asarray(e, np.float64)) + 0.5), lo, m).astype(np.int64)
 
 
 def _quant(v: np.ndarray, e: int, bits: int) -> np.ndarray:
@@ -75,7 +65,7 @@ def _weight_exp(w: np.ndarray, bits: int) -> int:
 
 def _bias(b: np.ndarray, e_out: int) -> tuple[np.ndarray, int]:
     """Bias in output units as a 16-bit mantissa and a left shift."""
-    b_int = np.floor(b * 2.0**-e_out + 0.5)
+    b_int = round_half_up(b * 2.0**-e_out)
     need = float(np.abs(b_int).max(initial=0.0))
     be = max(0, _exp_for(need, BIAS_BITS))
     return round_to_grid(b_int, be, BIAS_BITS), be
@@ -239,9 +229,9 @@ def _ssm(l: Layer, e_u: int, peaks: dict[str, float], state_peak: np.ndarray, bw
 
     b_re, b_im, e_b = coef(B, bw.b)
     b_shift = e_x - e_b - e_u
-    over = b_shift > 26  # keep the update exact in float64: coarser B instead
+    over = b_shift > MAX_EXACT_B_SHIFT  # keep the update exact in float64: coarser B instead
     if over.any():
-        e_b = np.where(over, e_b + (b_shift - 26), e_b)
+        e_b = np.where(over, e_b + (b_shift - MAX_EXACT_B_SHIFT), e_b)
         b_re, b_im = round_to_grid(B.real, e_b, bw.b), round_to_grid(B.imag, e_b, bw.b)
         b_shift = e_x - e_b - e_u
     c_re, c_im, e_c = coef(C, bw.c)

@@ -47,9 +47,9 @@ from s4dc.errors import ExportError
 from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
 from s4dc.ir.ops import INPUT, OUTPUT, QAFFINE, QSSM
-from s4dc.passes.quantize import quantize_modes, round_to_grid
+from s4dc.passes.quantize import quantize_modes
 from s4dc.targets.fixed_sim import FixedSimulator
-from s4dc.targets.loihi2.numerics import BIAS_BITS, qmax
+from s4dc.targets.loihi2.numerics import BIAS_BITS, qmax, round_to_grid
 from s4dc.torch.layers import causal_conv
 
 
