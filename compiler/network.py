@@ -144,6 +144,12 @@ class Network:
         return self._exec.trace(self.check_input(x))
 
     def step(self, x_t: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        """One token: x_t (batch, features), checked as `run` checks x."""
+        x_t = np.asarray(x_t)
+        tok = x_t[:, None] if x_t.ndim == 1 and self.graph.meta.get("input_rank") == 2 else x_t
+        if tok.ndim != 2:
+            raise InputDataError(f"token has shape {x_t.shape}; step takes (batch, features)")
+        self.check_input(tok[:, None, :])
         return self._exec.step(x_t)
 
     def reset(self) -> None:

@@ -182,3 +182,15 @@ def test_pickle_is_never_loaded(base, tmp_path):
     np.savez(d / "params.npz", **arrays)
     with pytest.raises(errors.NetworkFormatError):
         s4dc.load(d)
+
+
+def test_step_refuses_what_run_refuses(base):
+    net = s4dc.load(base)
+    net.reset()
+    assert net.step(np.zeros((2, 3), np.float32)).shape[0] == 2
+    for x, msg in [(np.full((1, 3), np.nan, np.float32), "input holds 3 NaN or Inf value(s), the first at index (0, 0, 0)"),
+                   (np.zeros((1, 4), np.float32), "input has shape (1, 1, 4); the network takes (batch, time, 3)"),
+                   (np.zeros((1, 1, 3), np.float32), "token has shape (1, 1, 3); step takes (batch, features)")]:
+        with pytest.raises(errors.InputDataError) as info:
+            net.step(x)
+        assert str(info.value) == msg
