@@ -52,15 +52,17 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+
 from s4dc.errors import S4dcError
 from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
+from s4dc.ir.ops import INPUT, RELU, SSM
+from s4dc.ir.tensor import Tensor
+from s4dc.registry import Registry
 from s4dc.targets.loihi2 import cost
 from s4dc.targets.loihi2.hardware import HardwareSpec, PlacementError, ResourceError, load_spec
 from s4dc.targets.loihi2.numerics import BitWidths
 
-CHIP_OPS = {"qaffine", "affine", "qssm", "ssm", "qadd", "add", "relu"}
-HOST_OPS = {"input", "readout", "output"}
 MAX_REFINE = 64  # rounds of split refinement (output routing memory) before giving up
 
 
@@ -162,6 +164,33 @@ def _widths(l: Layer) -> BitWidths:
     return BitWidths()
 
 
+# Op -> how the partitioner sees one on-chip layer (its resource kind and
+# sizes): dense synapses into units, S4D channels of state neurons, or
+# elementwise units. A new on-chip op registers its view here.
+LayerView = Callable[[Layer, Tensor, BitWidths, "list[str | None]"], _L]
+PARTITION_OPS: Registry[LayerView] = Registry("partition")
+
+
+@PARTITION_OPS.register("affine", "qaffine")
+def _dense_view(l: Layer, t: Tensor, bw: BitWidths, srcs: list[str | None]) -> _L:
+    w = l.params["weight"]
+    return _L(l.name, l.op, "dense", int(w.shape[0]), bw, fanin=int(w.shape[1]), sources=srcs)
+
+
+@PARTITION_OPS.register("ssm", "qssm")
+def _ssm_view(l: Layer, t: Tensor, bw: BitWidths, srcs: list[str | None]) -> _L:
+    if l.is_(SSM) and l.attrs.get("form") != "diagonal":
+        raise PlacementError(f"{l.where()}: a dense state matrix cannot be partitioned; diagonalize "
+                             "first (the float flow does)")
+    a = l.params["A"] if l.is_(SSM) else l.params["a_re"]
+    return _L(l.name, l.op, "ssm", int(a.shape[0]), bw, n_states=int(a.shape[1]), sources=srcs)
+
+
+@PARTITION_OPS.register("relu", "add", "qadd")
+def _elementwise_view(l: Layer, t: Tensor, bw: BitWidths, srcs: list[str | None]) -> _L:
+    return _L(l.name, l.op, "elementwise", int(t.features), bw, arity=len(l.inputs), sources=srcs)
+
+
 def _layers(graph: Graph) -> list[_L]:
     """On-chip layers in graph order, with their sources resolved through fused ReLUs."""
     producer = {l.output: l for l in graph.layers}
@@ -173,35 +202,24 @@ def _layers(graph: Graph) -> list[_L]:
     out: list[_L] = []
     for l in graph.layers:
         t = graph.tensors[l.output]
-        if l.op == "input":
+        if l.is_(INPUT):
             alias[l.name] = None
             continue
-        if l.op in HOST_OPS or not t.sequence or any(not graph.tensors[i].sequence for i in l.inputs):
+        if l.opdef.structural or not t.sequence or any(not graph.tensors[i].sequence for i in l.inputs):
             continue  # host side
-        if l.op not in CHIP_OPS:
+        view = PARTITION_OPS.get(l.op)
+        if view is None:
             raise PlacementError(f"{l.where()}: op '{l.op}' cannot be partitioned for Loihi 2 (partition runs "
                                  "after the float flow: affine, ssm, relu, add or their quantized forms)")
         srcs = [alias.get(producer[i].name) if i in producer else None for i in l.inputs]
-        if l.op == "relu":
+        if l.is_(RELU):
             p = producer.get(l.inputs[0])
-            if p is not None and p.op in ("affine", "ssm") and len(consumers.get(p.output, [])) == 1 \
+            if p is not None and p.opdef.fuses_relu and len(consumers.get(p.output, [])) == 1 \
                     and alias.get(p.name) == p.name:
                 alias[l.name] = p.name  # fused into its producer (float graphs; quantize does the same)
                 continue
         alias[l.name] = l.name
-        bw = _widths(l)
-        if l.op in ("qaffine", "affine"):
-            w = l.params["weight"]
-            out.append(_L(l.name, l.op, "dense", int(w.shape[0]), bw, fanin=int(w.shape[1]), sources=srcs))
-        elif l.op in ("qssm", "ssm"):
-            if l.op == "ssm" and l.attrs.get("form") != "diagonal":
-                raise PlacementError(f"{l.where()}: a dense state matrix cannot be partitioned; diagonalize "
-                                     "first (the float flow does)")
-            a = l.params["a_re"] if l.op == "qssm" else l.params["A"]
-            out.append(_L(l.name, l.op, "ssm", int(a.shape[0]), bw, n_states=int(a.shape[1]), sources=srcs))
-        else:
-            arity = 2 if l.op in ("qadd", "add") else 1
-            out.append(_L(l.name, l.op, "elementwise", int(t.features), bw, arity=arity, sources=srcs))
+        out.append(view(l, t, _widths(l), srcs))
     return out
 
 
@@ -586,7 +604,7 @@ def measure(graph: Graph, x: np.ndarray, max_samples: int = MEASURE_SAMPLES) -> 
     from s4dc.targets.fixed_sim import FixedSimulator
 
     on_chip = {L.name for L in _layers(graph)}
-    relu = {l.name for l in graph.layers if l.name in on_chip and (l.op == "relu" or l.attrs.get("relu"))}
+    relu = {l.name for l in graph.layers if l.name in on_chip and (l.is_(RELU) or l.attrs.get("relu"))}
     xs = np.asarray(x)[:max_samples]
     trace = {k: np.asarray(v) for k, v in FixedSimulator(graph).trace(xs).items() if k in on_chip}
     act = activity_from_trace(trace)
@@ -627,7 +645,7 @@ def cost_parts(P: Partitioning) -> list[dict[str, Any]]:
     """Parts as the cost model takes them: each S4D state's synapse to its
     channel unit on the same core is a synaptic op that is no edge."""
     return [{"id": p.id, "neurons": p.neurons, "state_neurons": p.state_neurons,
-             "synops": p.synops_per_step + (p.state_neurons if p.op in ("qssm", "ssm") and p.has_units else 0)}
+             "synops": p.synops_per_step + (p.state_neurons if p.state_neurons and p.has_units else 0)}
             for p in P.parts]
 
 
