@@ -18,7 +18,7 @@ from s4dc.errors import (InputDataError, KernelLengthError, KernelLengthWarning,
 from s4dc.ir.graph import Graph
 from s4dc.ir.serialize import dump_json, load_graph, save_graph
 from s4dc.ir.verify import verify
-from s4dc.targets.fixed_sim import QUANTIZED_OPS, FixedSimulator
+from s4dc.targets.fixed_sim import FixedSimulator, is_quantized
 from s4dc.targets.float_exec import FloatExecutor
 
 NET_FORMAT = "s4dc-net"
@@ -61,7 +61,7 @@ class Network:
         # In memory only (not saved): the float graph quantization started
         # from, after a compile; QAT starts its weights there.
         self.float_graph: Graph | None = None
-        quantized = any(l.op in QUANTIZED_OPS for l in graph.layers)
+        quantized = is_quantized(graph)
         self._exec = FixedSimulator(graph) if quantized else FloatExecutor(graph)
         # Warnings of the last run (time length beyond a kernel, saturation),
         # also issued through the `warnings` module; `strict` makes them errors.

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from s4dc.errors import S4dcError
+from s4dc.errors import InternalError, S4dcError, first_line
 from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
 from s4dc.ir.ops import CONV, SSM
@@ -102,7 +102,13 @@ class PassInfo:
 
     def __call__(self, graph: Graph, ctx: Any = None) -> tuple[Graph, dict[str, Any]]:
         self.check(graph)
-        return self.fn(graph, PassContext.coerce(ctx))
+        try:
+            return self.fn(graph, PassContext.coerce(ctx))
+        except (S4dcError, KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as e:  # a bug: one line for library users too, the cause chained for --debug
+            raise InternalError(f"pass '{self.name}': internal error in s4dc (a bug; please report it): "
+                                f"{type(e).__name__}: {first_line(e)}") from e
 
 
 PASSES: Registry[PassInfo] = Registry("pass")

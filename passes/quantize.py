@@ -311,7 +311,7 @@ REPORT_FIELDS: Registry[Callable[[Layer], dict[str, Any]]] = Registry("quantizat
 REPORT_FIELDS.add("qaffine", lambda l: {"weight_exp": l.attrs["weight_exp"], "shift": l.attrs["shift"]})
 REPORT_FIELDS.add("qssm", lambda l: {
     "state_exp": l.attrs["state_exp"], "a_frac": l.attrs["a_frac"],
-    "max_abs_eigenvalue": float(f"{np.abs(l.params['a_re'] + 1j * l.params['a_im']).max() / 2.0**l.attrs['a_frac']:.6f}")})
+    "max_abs_eigenvalue": float(f"{np.abs(l.params['a_re'] + 1j * l.params['a_im']).max(initial=0.0) / 2.0**l.attrs['a_frac']:.6f}")})
 
 
 def report(graph: Graph, q: Graph, x: np.ndarray, ft: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -198,7 +198,9 @@ class _HostPointwise(SimOp):
         return pointwise(self.layer, ins)
 
 
-QUANTIZED_OPS = {"qaffine", "qssm", "qadd"}  # a graph holding one runs here (Network)
+def is_quantized(graph: Graph) -> bool:
+    """A graph holding an integer op runs here (Network picks the simulator by it)."""
+    return any(l.opdef.quantized for l in graph.layers)
 
 
 class FixedSimulator:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from s4dc.atomic import umask_mode
-from s4dc.errors import S4dcError
+from s4dc.errors import NetworkFormatError, S4dcError, first_line
 
 REPORT_FILE = "report.html"
 
@@ -94,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     except S4dcError as e:
         print(f"s4dc: error: {e}", file=sys.stderr)
         return e.exit_code
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        # load() checked each file's format; a section the report reads can
+        # still hold a value of the wrong shape (an edited placement.json)
+        err = NetworkFormatError(f"{a.out}: a file of the folder holds a value the report cannot read "
+                                 f"({type(e).__name__}: {first_line(e)}); recompile to rewrite it")
+        print(f"s4dc: error: {err}", file=sys.stderr)
+        return err.exit_code
     except BrokenPipeError:  # `s4dc report OUT | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
