@@ -13,14 +13,18 @@ from onnx import helper
 from s4dc.errors import UnsupportedOpError, UnsupportedPatternError
 from s4dc.frontend.lower import Frontend, where
 from s4dc.frontend.values import PROBE_BATCHES, Act, Const, Sym, Value
+from s4dc.registry import DuplicateRegistration
 
 Handler = Callable[[Frontend, onnx.NodeProto, list], list]
 HANDLERS: dict[tuple[str, str], Handler] = {}
 
 
 def handles(*ops: str, domain: str = "") -> Callable[[Handler], Handler]:
+    """Register the handler of ONNX op types `ops` in `domain` (twice raises)."""
     def deco(fn: Handler) -> Handler:
         for op in ops:
+            if (domain, op) in HANDLERS:
+                raise DuplicateRegistration(f"frontend handler: '{domain or 'ai.onnx'}.{op}' is registered twice")
             HANDLERS[(domain, op)] = fn
         return fn
     return deco

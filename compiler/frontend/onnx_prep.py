@@ -158,8 +158,13 @@ def _check_sizes(model: onnx.ModelProto, name: str) -> None:
 
 
 def _inline_foreign_functions(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Inline model-local functions except s4dc's own canonical ones."""
-    foreign = [(f.domain, f.name) for f in model.functions if f.domain != CANONICAL_DOMAIN]
+    """Inline model-local functions except those a frontend handler lowers as
+    they are: s4dc's own canonical ones, and any other (domain, name) a
+    handler is registered for (docs/architecture.md, "a new ONNX op")."""
+    from s4dc.frontend.handlers import HANDLERS  # the registry fills as the frontend imports
+
+    foreign = [(f.domain, f.name) for f in model.functions
+               if f.domain != CANONICAL_DOMAIN and (f.domain, f.name) not in HANDLERS]
     if not foreign:
         return model
     import onnx.inliner
