@@ -148,3 +148,4 @@ report-screenshots: $(STAMP) chromium
 		$$(command -v chromium || command -v chromium-browser) $(CHROMIUM_FLAGS) --user-data-dir=$$d \
 			--screenshot=docs/report_$$n.png file://$(CURDIR)/out/report_$$n/report.html 2>/dev/null; \
 		rm -rf $$d; done
+	$(PY) benchmarks/cost.py --tradeoff-png docs/report_tradeoff.png
