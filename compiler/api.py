@@ -48,13 +48,16 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
 
     float_graph: list[Graph] = [graph]  # the graph the quantizer started from (for QAT)
 
+    last: list[Graph] = [graph]
+
     def after(pass_name: str, g: Graph) -> dict[str, Any] | None:
         say(f"  {pass_name}: done")
-        if pass_name != "quantize":
+        if not any(l.opdef.quantized for l in g.layers):
             float_graph[0] = g  # passes copy: a later pass does not change it
-        return check(g) if check else None
+        changed, last[0] = g is not last[0], g  # mapping steps leave the graph as it is
+        return check(g) if check and changed else None
 
-    flow = FLOWS["float"] if opts.float_only else FLOWS["loihi2"]
+    flow = FLOWS["float" if opts.float_only else "loihi2" if opts.place else "loihi2_unplaced"]
     config = read_config(opts.config)  # unreadable config: fail before any work
     calib_x, calib_note = None, None
     if not opts.float_only:
@@ -63,9 +66,7 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
     ctx = PassContext(options=opts, calibration_x=calib_x, calibration_note=calib_note or "", config=config,
                       progress=say)
     graph, log = run_flow(graph, flow, ctx, log, after_each=after)
-    placement = None
-    if opts.place and not opts.float_only:
-        placement = _place(graph, opts, say, log, calib_x)
+    placement = ctx.results.get("placement")
     manifest: dict[str, Any] = {
         "format": NET_FORMAT,
         "format_version": NET_FORMAT_VERSION,
@@ -88,7 +89,6 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
     }
     if placement is not None:
         manifest["files"]["placement"] = "placement.json"
-        manifest["flow"].append("place")
     timings = log.timings()
     if placement is not None:
         timings.update({f"placement_{k}": v for k, v in placement.get("timing", {}).items()})
@@ -96,38 +96,6 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
     if not opts.float_only:
         net.float_graph = float_graph[0]
     return net
-
-
-def _place(graph: Graph, opts: CompileOptions, say: Progress, log: PassLog,
-           calib_x: np.ndarray | None = None) -> dict[str, Any]:
-    """Partition the quantized network over Loihi 2 cores for the objective
-    (messages from the activity measured on the calibration set) and place
-    the parts; the splits considered and the sparsity sweep go into the
-    placement document."""
-    from s4dc.passes.partition import measure, partition_for, sparsity_sweep, spread_of
-    from s4dc.passes.place import place
-    from s4dc.targets.loihi2.hardware import load_spec
-
-    t0 = time.perf_counter()
-    spec = load_spec(opts.hardware, chips=opts.chips)
-    m = measure(graph, calib_x) if calib_x is not None else None
-    parts, search = partition_for(graph, spec, objective=opts.objective, max_latency_us=opts.max_latency_us,
-                                  max_cores=opts.max_cores, activity=m.activity if m else None,
-                                  sparsity=m.sparsity if m else None)
-    c = search["candidates"][search["chosen"]]
-    say(f"partition for {opts.objective}: {parts.n_parts} cores (of {len(search['candidates'])} splits), "
-        f"modelled {c['latency_per_token_s'] * 1e6:.3g} us and {c['energy_per_token_j'] * 1e6:.3g} uJ per token")
-    say(f"placing {len(parts.parts)} parts on {spec.chips} chip(s) of {spec.cores_per_chip} cores")
-    doc = place(parts, spec, seed=opts.place_seed, budget=opts.place_budget, progress=say)
-    doc["partition_search"] = search
-    if m is not None:
-        doc["activity_measured"] = {"samples": m.samples, "steps": m.steps,
-                                    "sweep": sparsity_sweep(graph, spec, spread_of(parts), m)}
-    opt = doc["placements"]["optimized"]
-    log.records.append(PassRecord("place", {"parts": len(parts.parts), "chips": spec.chips,
-                                            "objective": opt.get("objective"),
-                                            "partition_objective": opts.objective}, time.perf_counter() - t0))
-    return doc
 
 
 SYNTHETIC_CALIBRATION = 64
