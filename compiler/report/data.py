@@ -113,6 +113,17 @@ def _mesh_xy(g: int, spec: dict[str, Any], grid_cols: int) -> tuple[int, int, in
     return gx * mx + local % mx, gy * my + local // mx, chip
 
 
+def _positions(pl: dict[str, Any], spec: dict[str, Any], grid_cols: int) -> list[tuple[int, int, int]]:
+    """Each part's (x, y) on the system's mesh of chips and its chip, from the
+    chip and in-chip x, y placement.json gives (files before those fields
+    derive them from the core numbers)."""
+    if not all(k in pl for k in ("chip", "x", "y")):
+        return [_mesh_xy(int(g), spec, grid_cols) for g in pl["cores"]]
+    mx, my = int(spec["mesh"][0]), int(spec["mesh"][1])
+    return [((int(c) % grid_cols) * mx + int(x), (int(c) // grid_cols) * my + int(y), int(c))
+            for c, x, y in zip(pl["chip"], pl["x"], pl["y"])]
+
+
 def _route(a: tuple[int, int], b: tuple[int, int]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """X-Y dimension-order route: along x in the source row, then along y in
     the destination column; the links as (from, to) mesh points."""
@@ -173,7 +184,7 @@ def _placement(doc: dict[str, Any], layer_index: dict[str, int], depth_steps: in
         if pl is None:
             continue
         cores = [int(c) for c in pl["cores"]]
-        pos = [_mesh_xy(g, spec, grid_cols) for g in cores]
+        pos = _positions(pl, spec, grid_cols)
         links: dict[tuple[tuple[int, int], tuple[int, int]], list[float]] = {}
         routes = []
         for e in edges:
