@@ -259,3 +259,69 @@ def test_fft_convolution_gradients_are_exact():
     assert torch.autograd.gradcheck(causal_conv, (u, k))
     direct = torch.stack([sum(k[:, j] * u[:, :, t - j] for j in range(t + 1)) for t in range(11)], dim=-1)
     assert torch.allclose(causal_conv(u, k), direct, atol=1e-12)
+
+
+# --- external data: torch's dynamo exporter writes initializers >= 1 KiB to FILE.onnx.data ----
+class ConvForm(nn.Module):
+    """An S4D layer as users export it today: the kernel materialized for the
+    length and applied as a causal depthwise convolution (docs/onnx_forms.md)."""
+
+    def __init__(self, H: int = 8, T: int = 64):
+        super().__init__()
+        self.enc, self.dec, self.ssm = nn.Linear(2, H), nn.Linear(H, 3), NS4D(H, 8, activation=False)
+        self.register_buffer("K", self.ssm.kernel(T).detach().flip(-1)[:, None].clone())
+
+    def forward(self, x):
+        u = self.enc(x).transpose(1, 2)
+        y = nn.functional.conv1d(nn.functional.pad(u, (self.K.shape[-1] - 1, 0)), self.K, groups=u.shape[1])
+        return self.dec(torch.relu(y + u * self.ssm.D[:, None]).transpose(1, 2))
+
+
+def _dynamo_default(tmp_path):
+    torch.manual_seed(6)
+    m = ConvForm().eval()
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    with torch.no_grad():
+        torch.onnx.export(m, (torch.randn(1, 64, 2),), str(model_dir / "dynamo.onnx"), dynamo=True)
+    assert (model_dir / "dynamo.onnx.data").is_file()  # the case this tests: data outside the model file
+    return m, model_dir / "dynamo.onnx"
+
+
+def test_default_dynamo_export_compiles_from_another_folder(tmp_path, monkeypatch, rng):
+    m, path = _dynamo_default(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    net = s4dc.compile(str(path), float_only=True)
+    x = rng.standard_normal((2, 64, 2)).astype(np.float32)
+    with torch.no_grad():
+        want = m(torch.from_numpy(x)).numpy()
+    assert np.abs(net.run(x) - want).max() <= 1e-3 * np.abs(want).max()  # the kernel fit's tolerance
+
+
+def test_external_data_of_bytes_needs_a_base_folder_and_stays_inside_it(tmp_path):
+    import onnx
+    from s4dc.errors import ModelLoadError
+    from s4dc.frontend.onnx_prep import read_model
+
+    _, path = _dynamo_default(tmp_path)
+    data = path.read_bytes()
+    with pytest.raises(ModelLoadError) as e:
+        read_model(data)
+    assert str(e.value).startswith("<bytes>: tensor '")
+    assert str(e.value).endswith("' has its data in an external file 'dynamo.onnx.data'; pass base_dir (the "
+                                 "folder that holds it) or the model's path")
+    model, _, _ = read_model(data, base_dir=path.parent)
+    assert all(t.data_location == onnx.TensorProto.DEFAULT for t in model.graph.initializer)
+    assert read_model(data, base_dir=path.parent)[1] == read_model(str(path))[1]
+    proto = onnx.load(str(path), load_external_data=False)
+    t = next(t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL)
+    for e_ in t.external_data:
+        if e_.key == "location":
+            e_.value = "../dynamo.onnx.data"
+    (tmp_path / "dynamo.onnx.data").write_bytes((path.parent / "dynamo.onnx.data").read_bytes())
+    with pytest.raises(ModelLoadError) as e:
+        read_model(proto, base_dir=path.parent)
+    assert str(e.value) == (f"{proto.graph.name}: tensor '{t.name}': external data location "
+                            f"'../dynamo.onnx.data' is not a file inside the model's folder {path.parent.resolve()}")

@@ -12,6 +12,7 @@ from onnx import helper
 
 from s4dc.errors import UnsupportedOpError, UnsupportedPatternError
 from s4dc.frontend.lower import Frontend, where
+from s4dc.frontend.onnx_prep import torch_module
 from s4dc.frontend.values import PROBE_BATCHES, Act, Const, Sym, Value
 from s4dc.registry import DuplicateRegistration
 
@@ -53,7 +54,7 @@ def supported_ops() -> list[str]:
 
 def unsupported(node: onnx.NodeProto, why: str | None = None) -> UnsupportedOpError:
     why = why or _WHY.get(node.op_type, "no handler for this op")
-    return UnsupportedOpError(f"{where(node)}: {why}; supported ops: {', '.join(supported_ops())}")
+    return UnsupportedOpError(f"{where(node)}{torch_module(node)}: {why}; supported ops: {', '.join(supported_ops())}")
 
 
 def _pattern(node: onnx.NodeProto, what: str) -> UnsupportedPatternError:

@@ -35,8 +35,46 @@ def where(node: onnx.NodeProto) -> str:
     return f"node '{name}' ({node.op_type})"
 
 
-def read_model(src: "str | Path | bytes | onnx.ModelProto") -> tuple[onnx.ModelProto, str, str]:
-    """Parse `src`. Returns (model, sha256 of the serialized model, display name)."""
+# The most bytes s4dc reads from one external data file entry (a tensor of
+# MAX_ELEMENTS float64 values): the same limit as for tensors stored inside.
+MAX_EXTERNAL_BYTES = MAX_ELEMENTS * 8
+
+
+def torch_module(node: onnx.NodeProto) -> str:
+    """' in torch module NAME (Class)' from the scope metadata torch's dynamo
+    exporter writes on each node (`pkg.torch.onnx.name_scopes`,
+    `pkg.torch.onnx.class_hierarchy`); '' when the node carries none."""
+    meta = {p.key: p.value for p in node.metadata_props}
+    scopes, classes = _str_list(meta.get("pkg.torch.onnx.name_scopes")), \
+        _str_list(meta.get("pkg.torch.onnx.class_hierarchy"))
+    if not scopes or len(scopes) < 3:  # [root '', module..., the aten op]: only the root means no module
+        return ""
+    cls = classes[-2].rpartition(".")[2] if classes and len(classes) == len(scopes) else ""
+    return f" in torch module '{'.'.join(scopes[1:-1])}'" + (f" ({cls})" if cls else "")
+
+
+def _str_list(text: str | None) -> list[str] | None:
+    """A Python list of strings as torch writes it ("['', 'enc', 'linear']"), or None."""
+    import ast
+    try:
+        v = ast.literal_eval(text) if text else None
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return v if isinstance(v, list) and all(isinstance(x, str) for x in v) else None
+
+
+def read_model(src: "str | Path | bytes | onnx.ModelProto", base_dir: "str | Path | None" = None,
+               ) -> tuple[onnx.ModelProto, str, str]:
+    """Parse `src`. Returns (model, sha256 of the serialized model, display name).
+
+    Tensors stored in external files (`FILE.onnx.data`, which torch's dynamo
+    exporter writes for initializers of 1 KiB or more) are read from the
+    model file's folder, not the current directory; for bytes or a
+    ModelProto from `base_dir` (without it, such a model is refused). A
+    location that leaves that folder, or an entry beyond the size limit, is
+    refused. The sha256 is that of the file when everything is inside it, and
+    of the model with its external data loaded otherwise.
+    """
     if isinstance(src, onnx.ModelProto):
         data, name = src.SerializeToString(), src.graph.name or "<ModelProto>"
     elif isinstance(src, (bytes, bytearray)):
@@ -47,6 +85,8 @@ def read_model(src: "str | Path | bytes | onnx.ModelProto") -> tuple[onnx.ModelP
             data = Path(src).read_bytes()
         except OSError as e:
             raise ModelLoadError(f"{name}: cannot read file ({e.strerror})") from None
+        if base_dir is None:
+            base_dir = Path(src).parent
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)
@@ -54,12 +94,82 @@ def read_model(src: "str | Path | bytes | onnx.ModelProto") -> tuple[onnx.ModelP
         raise ModelLoadError(f"{name}: not an ONNX model (protobuf parse failed; truncated or another format)") from None
     if not model.graph.node and not model.graph.output:
         raise ModelLoadError(f"{name}: not an ONNX model (no graph)")
+    if _load_external_data(model, name, base_dir):
+        data = model.SerializeToString()
     try:
         onnx.checker.check_model(model)
     except Exception as e:
         raise ModelLoadError(f"{name}: ONNX checker rejected the model: {first_line(e)}") from None
     _check_tensors(model, name)
     return model, hashlib.sha256(data).hexdigest(), name
+
+
+def _all_tensors(graph: onnx.GraphProto):
+    """Every TensorProto of a graph: initializers, tensor attributes, subgraphs."""
+    yield from graph.initializer
+    for node in graph.node:
+        yield from _node_tensors(node)
+
+
+def _node_tensors(node: onnx.NodeProto):
+    for a in node.attribute:
+        if a.type == onnx.AttributeProto.TENSOR:
+            yield a.t
+        yield from a.tensors
+        for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+            yield from _all_tensors(g)
+
+
+def _load_external_data(model: onnx.ModelProto, name: str, base_dir: "str | Path | None") -> bool:
+    """Read every externally stored tensor into the model (see `read_model`).
+    Returns whether there was one."""
+    tensors = list(_all_tensors(model.graph)) + [t for f in model.functions for n in f.node
+                                                  for t in _node_tensors(n)]
+    ext = [t for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
+    if not ext:
+        return False
+    if base_dir is None:
+        loc = {e.key: e.value for e in ext[0].external_data}.get("location", "?")
+        raise ModelLoadError(f"{name}: tensor '{ext[0].name}' has its data in an external file '{loc}'; "
+                             "pass base_dir (the folder that holds it) or the model's path")
+    base = Path(base_dir).resolve()
+    for t in ext:
+        _read_external(t, base, f"{name}: tensor '{t.name}'")
+    return True
+
+
+def _read_external(t: onnx.TensorProto, base: Path, what: str) -> None:
+    info = {e.key: e.value for e in t.external_data}
+    loc = info.get("location", "")
+    try:
+        offset, length = int(info.get("offset", 0)), (int(info["length"]) if "length" in info else None)
+    except ValueError:
+        raise ModelLoadError(f"{what}: external data offset or length is not an integer") from None
+    path = (base / loc).resolve()
+    if not loc or Path(loc).is_absolute() or not path.is_relative_to(base):
+        raise ModelLoadError(f"{what}: external data location '{loc}' is not a file inside the model's "
+                             f"folder {base}")
+    if offset < 0 or (length is not None and not 0 <= length <= MAX_EXTERNAL_BYTES):
+        raise SizeLimitError(f"{what}: external data of {length} bytes at offset {offset} (s4dc reads at "
+                             f"most {MAX_EXTERNAL_BYTES} bytes per tensor)")
+    try:
+        size = path.stat().st_size
+        if length is None:
+            length = size - offset
+            if length > MAX_EXTERNAL_BYTES:
+                raise SizeLimitError(f"{what}: external data of {length} bytes (s4dc reads at most "
+                                     f"{MAX_EXTERNAL_BYTES} bytes per tensor)")
+        if offset + length > size:
+            raise ModelLoadError(f"{what}: external data '{loc}' has {size} bytes, the tensor needs bytes "
+                                 f"{offset} to {offset + length}")
+        with open(path, "rb") as f:
+            f.seek(offset)
+            raw = f.read(length)
+    except OSError as e:
+        raise ModelLoadError(f"{what}: cannot read external data '{loc}' ({e.strerror})") from None
+    t.raw_data = raw
+    del t.external_data[:]
+    t.data_location = onnx.TensorProto.DEFAULT
 
 
 def _check_tensors(model: onnx.ModelProto, name: str) -> None:
@@ -88,8 +198,8 @@ def tensor_array(t: onnx.TensorProto, what: str) -> np.ndarray:
     if count > MAX_ELEMENTS:
         raise SizeLimitError(f"{what}: shape {dims} has {count} elements, more than s4dc's limit of "
                              f"{MAX_ELEMENTS}")
-    if t.data_location == onnx.TensorProto.EXTERNAL:
-        raise ModelLoadError(f"{what}: data stored in an external file; save the model with its data inside")
+    if t.data_location == onnx.TensorProto.EXTERNAL:  # read_model loads it first; a tensor made later cannot be
+        raise ModelLoadError(f"{what}: data stored in an external file that was not loaded")
     try:
         np_type = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
     except Exception:
