@@ -30,6 +30,7 @@ class Affine(OpDef):
     on_chip = True
     fuses_relu = True
     quantizable = True
+    synapse_stages = 1  # as its quantized form: Dense synapses into a unit
 
     def infer(self, layer: Layer, ins: list[Tensor]) -> tuple[int, bool]:
         arity(layer, ins, 1)
@@ -47,6 +48,7 @@ class Conv(OpDef):
     params = ("kernel", "D", "bias")
     recurrent = True  # a window of past inputs
     direct_term = True
+    synapse_stages = 2  # realized as an ssm
 
     def infer(self, layer: Layer, ins: list[Tensor]) -> tuple[int, bool]:
         arity(layer, ins, 1)
@@ -70,6 +72,7 @@ class Ssm(OpDef):
     fuses_relu = True
     quantizable = True
     direct_term = True
+    synapse_stages = 2  # as its quantized form: into the state neurons, out of them
 
     def infer(self, layer: Layer, ins: list[Tensor]) -> tuple[int, bool]:
         arity(layer, ins, 1)
@@ -129,6 +132,7 @@ class Add(OpDef):
     name = "add"
     on_chip = True
     quantizable = True
+    synapse_stages = 1
 
     def infer(self, layer: Layer, ins: list[Tensor]) -> tuple[int, bool]:
         arity(layer, ins, 2)

@@ -40,10 +40,14 @@ def test_registry_refuses_duplicates():
 
 
 def test_ops_carry_their_traits():
-    assert [n for n in OPS.names() if OPS[n].quantized] == ["qadd", "qaffine", "qssm"]
-    assert [n for n in OPS.names() if OPS[n].quantizable] == ["add", "affine", "ssm"]
-    assert [n for n in OPS.names() if OPS[n].recurrent] == ["conv", "qssm", "ssm"]
-    assert not OPS["readout"].on_chip and OPS["qssm"].synapse_stages == 2
+    siso = ["input", "affine", "conv", "ssm", "relu", "add", "readout", "output", "qaffine", "qssm", "qadd"]
+    assert [n for n in siso if OPS[n].quantized] == ["qaffine", "qssm", "qadd"]
+    assert [n for n in siso if OPS[n].quantizable] == ["affine", "ssm", "add"]
+    assert [n for n in siso if OPS[n].recurrent] == ["conv", "ssm", "qssm"]
+    assert [n for n in siso if OPS[n].structural] == ["input", "output"]
+    assert [OPS[n].synapse_stages for n in ("affine", "ssm", "add", "relu", "qaffine", "qssm", "qadd")] == \
+        [1, 2, 1, 1, 1, 2, 1]
+    assert not OPS["readout"].on_chip
 
 
 def test_quantize_refuses_an_unfolded_state_space(rng):

@@ -161,7 +161,7 @@ def _placement(doc: dict[str, Any], layer_index: dict[str, int], depth_steps: in
         units = int(p["neurons"]) - int(p.get("state_neurons", 0))
         # Each S4D state sends to its channel unit through one synapse; when the
         # unit shares the core (no split, or the unit's chunk) that op is internal.
-        internal = int(p.get("state_neurons", 0)) if (p.get("op") == "qssm" and units > 0) else 0
+        internal = int(p.get("state_neurons", 0)) if units > 0 else 0  # state neurons: S4D parts only
         parts.append({"id": p["id"], "layer": p["layer"], "layer_index": layer_index.get(p["layer"], 0),
                       "op": p["op"], "channels": p.get("channels"), "state_range": p.get("state_range"),
                       "neurons": p["neurons"], "state_neurons": p.get("state_neurons", 0),

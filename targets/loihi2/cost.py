@@ -117,8 +117,18 @@ ASSUMPTIONS = (
     "Host I/O (encoding the input, reading outputs) and the host's readout are not counted.",
 )
 
-# Synapse stages a layer adds (lava's Dense/Sparse buffer one step; docs/lava.md).
-STAGES = {"qaffine": 1, "affine": 1, "qssm": 2, "ssm": 2, "qadd": 1, "add": 1, "relu": 1, "conv": 2}
+class _Stages:
+    """Synapse stages a layer of each op adds (lava's Dense/Sparse buffer one
+    step; docs/lava.md): the op's `synapse_stages` trait (s4dc.ir.ops)."""
+
+    def get(self, op: str, default: int = 0) -> int:
+        from s4dc.ir.ops import OPS
+
+        d = OPS.get(op)
+        return d.synapse_stages if d is not None else default
+
+
+STAGES = _Stages()
 
 
 def depths(layers: Iterable[tuple[str, str, list[str], str]]) -> dict[str, int]:
