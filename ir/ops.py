@@ -115,6 +115,7 @@ def sequence_input(layer: Layer, ins: list[Tensor]) -> None:
 # The op set itself (importing them registers them; one module each kind).
 from s4dc.ir.ops_float import ADD, AFFINE, CONV, INPUT, OUTPUT, READOUT, RELU, SSM  # noqa: E402
 from s4dc.ir.ops_quant import QADD, QAFFINE, QSSM  # noqa: E402
+from s4dc.ir.ops_mimo import MIMO, QMIMO  # noqa: E402,F401
 
 __all__ = ["ADD", "AFFINE", "CONV", "INPUT", "OPS", "OUTPUT", "OpDef", "QADD", "QAFFINE", "QSSM", "READOUT",
            "RELU", "SSM", "op_def", "register_op"]

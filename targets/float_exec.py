@@ -231,3 +231,56 @@ def causal_conv(u: np.ndarray, k: np.ndarray) -> np.ndarray:
     U = np.fft.rfft(u, n=n, axis=1)
     Kf = np.fft.rfft(k.T, n=n, axis=0)
     return np.fft.irfft(U * Kf[None], n=n, axis=1)[:, :T, :]
+
+
+# --- mimo: one shared state of P modes (s4dc.ir.ops_mimo) -----------------------------
+def _mimo_coeffs(layer: Layer) -> dict[str, Any]:
+    from s4dc.ir.mimo import discrete_mimo
+
+    p = layer.params
+    A, B = discrete_mimo(layer) if layer.attrs["time"] == "continuous" else (p["A"], p["B"])
+    gain = 2.0 if layer.attrs.get("folded") else 1.0
+    dense = layer.attrs["form"] == "dense"
+    # Row-vector form: state (batch, P) @ At, input (batch, H_in) @ Bt, ...
+    return {"dense": dense, "At": A.T if dense else A, "Bt": B.T.copy(), "Ct": (p["C"] * gain).T.copy(),
+            "Dt": p["D"].T.copy(), "bias": p["bias"], "complex": np.iscomplexobj(A) or np.iscomplexobj(B)}
+
+
+def _mimo_run(c: dict[str, Any], u: np.ndarray, state: np.ndarray, peak: np.ndarray | None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """u (T, b, H_in) time-major, state (b, P): outputs (T, b, H_out), final state."""
+    drive = u @ c["Bt"]  # every step's input term at once: one BLAS call
+    xs = np.empty(drive.shape, drive.dtype)
+    for t in range(u.shape[0]):
+        state = (state @ c["At"] if c["dense"] else c["At"] * state) + drive[t]
+        xs[t] = state
+    if peak is not None:
+        np.maximum(peak, np.abs(xs.real).max(axis=(0, 1), initial=0.0), out=peak)
+        np.maximum(peak, np.abs(xs.imag).max(axis=(0, 1), initial=0.0), out=peak)
+    return (xs @ c["Ct"]).real + u @ c["Dt"] + c["bias"], state
+
+
+def _mimo_seq(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x: np.ndarray) -> np.ndarray:
+    c = ex.prepared[l.name]
+    u_all = ins[0]
+    y = np.empty(u_all.shape[:2] + (c["Ct"].shape[1],))
+    peak = np.zeros(c["Bt"].shape[1]) if ex._stats is not None else None
+    for b0 in range(0, len(u_all), CHUNK):
+        u = np.ascontiguousarray(u_all[b0:b0 + CHUNK].transpose(1, 0, 2))
+        s0 = np.zeros((u.shape[1], c["Bt"].shape[1]), complex if c["complex"] else float)
+        y[b0:b0 + CHUNK] = _mimo_run(c, u, s0, peak)[0].transpose(1, 0, 2)
+    if peak is not None:
+        ex._stats[l.name] = np.maximum(ex._stats.get(l.name, 0.0), peak)
+    return y
+
+
+def _mimo_step(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x_t: np.ndarray, st: dict) -> np.ndarray:
+    c = ex.prepared[l.name]
+    s = st.get(l.name)
+    if s is None:
+        s = np.zeros((ins[0].shape[0], c["Bt"].shape[1]), complex if c["complex"] else float)
+    y, st[l.name] = _mimo_run(c, ins[0][None], s, None)
+    return y[0]
+
+
+FLOAT_OPS.add("mimo", FloatImpl(seq=_mimo_seq, step=_mimo_step, prepare=_mimo_coeffs))

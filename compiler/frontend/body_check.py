@@ -19,6 +19,8 @@ from s4dc.errors import FunctionBodyError, S4dcError, first_line
 from s4dc.frontend.onnx_prep import _check_sizes, tensor_array, where
 
 H, N, T, BATCH = 3, 2, 6, 2
+P, H_OUT = 4, 2  # MIMO probes: H inputs, P shared modes, H_OUT outputs
+MIMO = ("MIMO", "MIMOBilinear", "MIMODiscrete")
 REL_TOL = 1e-4  # float32 bodies against float64 semantics
 
 
@@ -28,6 +30,13 @@ def _probes(op: str) -> dict[str, np.ndarray]:
     u = n(BATCH, T, H)
     if op == "Quant":
         return {"x": 3 * n(BATCH, T, H), "scale": np.array(0.25), "lo": np.array(-8.0), "hi": np.array(7.0)}
+    if op in MIMO:
+        c = {"B_re": n(P, H), "B_im": n(P, H), "C_re": n(H_OUT, P), "C_im": n(H_OUT, P), "D": n(H_OUT, H)}
+        if op == "MIMODiscrete":
+            lam = rng.uniform(0.5, 0.95, P) * np.exp(1j * rng.uniform(0, 3, P))
+            return {"u": u, "lam_re": lam.real, "lam_im": lam.imag, **c, "bias": n(H_OUT)}
+        return {"u": u, "dt": rng.uniform(0.05, 0.5, P), "A_re": -rng.uniform(0.1, 1.0, P),
+                "A_im": rng.uniform(0.0, 3.0, P), **c}
     if op == "S4DDiscrete":
         lam = rng.uniform(0.5, 0.95, (H, N)) * np.exp(1j * rng.uniform(0, 3, (H, N)))
         return {"u": u, "lam_re": lam.real, "lam_im": lam.imag, "B_re": n(H, N), "B_im": n(H, N),
@@ -41,6 +50,8 @@ def _expected(op: str, p: dict[str, np.ndarray]) -> np.ndarray:
     """The op's semantics in float64 (docs/onnx_forms.md)."""
     if op == "Quant":
         return np.clip(np.floor(p["x"] / p["scale"] + 0.5), p["lo"], p["hi"]) * p["scale"]
+    if op in MIMO:
+        return _expected_mimo(op, p)
     B, C = p["B_re"] + 1j * p["B_im"], p["C_re"] + 1j * p["C_im"]
     bias = p.get("bias", 0.0)
     if op == "S4DDiscrete":
@@ -59,6 +70,30 @@ def _expected(op: str, p: dict[str, np.ndarray]) -> np.ndarray:
         u_t = p["u"][:, t, :]
         x = lam * x + bbar * u_t[:, :, None]
         ys.append(2 * (C * x).sum(-1).real + p["D"] * u_t + bias)
+    return np.stack(ys, axis=1)
+
+
+def _expected_mimo(op: str, p: dict[str, np.ndarray]) -> np.ndarray:
+    """MIMO semantics: x_t = lam x_{t-1} + Bbar u_t (P shared modes),
+    y_t = 2 Re(C x_t) + D u_t + bias."""
+    B, C = p["B_re"] + 1j * p["B_im"], p["C_re"] + 1j * p["C_im"]
+    if op == "MIMODiscrete":
+        lam, bbar = p["lam_re"] + 1j * p["lam_im"], B
+    else:
+        A = p["A_re"] + 1j * p["A_im"]
+        dtA = p["dt"] * A
+        if op == "MIMO":
+            lam = np.exp(dtA)
+            bbar = ((lam - 1) / A)[:, None] * B
+        else:
+            lam = (1 + dtA / 2) / (1 - dtA / 2)
+            bbar = (p["dt"] / (1 - dtA / 2))[:, None] * B
+    x = np.zeros((p["u"].shape[0], len(lam)), complex)
+    ys = []
+    for t in range(p["u"].shape[1]):
+        u_t = p["u"][:, t, :]
+        x = lam * x + u_t @ bbar.T
+        ys.append(2 * (x @ C.T).real + u_t @ p["D"].T + p.get("bias", 0.0))
     return np.stack(ys, axis=1)
 
 

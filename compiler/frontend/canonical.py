@@ -46,7 +46,11 @@ OPS = {"S4D": "zoh", "S4DBilinear": "bilinear"}
 INPUTS = ["u", "dt", "A_re", "A_im", "B_re", "B_im", "C_re", "C_im", "D"]
 DISCRETE_INPUTS = ["u", "lam_re", "lam_im", "B_re", "B_im", "C_re", "C_im", "D", "bias"]
 QUANT_INPUTS = ["x", "scale", "lo", "hi"]
-FUNCTIONS = ("S4D", "S4DBilinear", "S4DDiscrete", "Quant")
+# MIMO diagonal state spaces (S5, LRU): one shared state of P modes.
+MIMO_OPS = {"MIMO": "zoh", "MIMOBilinear": "bilinear"}
+MIMO_INPUTS = ["u", "dt", "A_re", "A_im", "B_re", "B_im", "C_re", "C_im", "D"]
+MIMO_DISCRETE_INPUTS = ["u", "lam_re", "lam_im", "B_re", "B_im", "C_re", "C_im", "D", "bias"]
+FUNCTIONS = ("S4D", "S4DBilinear", "S4DDiscrete", "Quant", "MIMO", "MIMOBilinear", "MIMODiscrete")
 
 
 def _c(name: str, value) -> onnx.NodeProto:
@@ -59,9 +63,17 @@ def s4d_function(op: str, opset: int) -> onnx.FunctionProto:
     nodes = _common_constants() + [
         n("Unsqueeze", ["dt", "ax_last"], ["dt2"]),
         n("Mul", ["dt2", "A_re"], ["ar"]), n("Mul", ["dt2", "A_im"], ["ai"]),
-    ]
-    if op == "S4D":  # ZOH: lam = exp(dtA); Bbar = (lam - 1) / A * B
-        nodes += [
+    ] + _discretization(OPS[op]) + _bbar("qr", "qi")
+    return helper.make_function(DOMAIN, op, INPUTS, ["y"], nodes + _recurrence("y"),
+                                [helper.make_opsetid("", opset)], [])
+
+
+def _discretization(kind: str) -> list[onnx.NodeProto]:
+    """lam = (lr, li) and the input gain q = (qr, qi) from ar + i ai = dt A
+    (and dt2, dt broadcast like A), elementwise."""
+    n = helper.make_node
+    if kind == "zoh":  # lam = exp(dtA); Bbar = (lam - 1) / A * B
+        return [
             n("Exp", ["ar"], ["mag"]), n("Cos", ["ai"], ["cs"]), n("Sin", ["ai"], ["sn"]),
             n("Mul", ["mag", "cs"], ["lr"]), n("Mul", ["mag", "sn"], ["li"]),
             n("Sub", ["lr", "one"], ["nr"]),  # numerator (lam - 1), imaginary part is li
@@ -71,25 +83,27 @@ def s4d_function(op: str, opset: int) -> onnx.FunctionProto:
             n("Mul", ["li", "A_re"], ["t3"]), n("Mul", ["nr", "A_im"], ["t4"]), n("Sub", ["t3", "t4"], ["qi0"]),
             n("Div", ["qr0", "den"], ["qr"]), n("Div", ["qi0", "den"], ["qi"]),
         ]
-    else:  # bilinear: lam = (1 + dtA/2) / (1 - dtA/2); Bbar = dt / (1 - dtA/2) * B
-        nodes += [
-            n("Mul", ["ar", "half"], ["hr"]), n("Mul", ["ai", "half"], ["hi"]),
-            n("Add", ["one", "hr"], ["pr"]), n("Sub", ["one", "hr"], ["mr"]), n("Neg", ["hi"], ["mi"]),
-            n("Mul", ["mr", "mr"], ["m2r"]), n("Mul", ["mi", "mi"], ["m2i"]), n("Add", ["m2r", "m2i"], ["den"]),
-            # lam = p / m = p * conj(m) / |m|^2 with p = (pr, hi), m = (mr, mi)
-            n("Mul", ["pr", "mr"], ["t1"]), n("Mul", ["hi", "mi"], ["t2"]), n("Add", ["t1", "t2"], ["lr0"]),
-            n("Mul", ["hi", "mr"], ["t3"]), n("Mul", ["pr", "mi"], ["t4"]), n("Sub", ["t3", "t4"], ["li0"]),
-            n("Div", ["lr0", "den"], ["lr"]), n("Div", ["li0", "den"], ["li"]),
-            # q = dt / m = dt * conj(m) / |m|^2
-            n("Mul", ["dt2", "mr"], ["q0"]), n("Div", ["q0", "den"], ["qr"]),
-            n("Neg", ["mi"], ["nmi"]), n("Mul", ["dt2", "nmi"], ["q1"]), n("Div", ["q1", "den"], ["qi"]),
-        ]
-    nodes += [  # Bbar = q * B (complex)
-        n("Mul", ["qr", "B_re"], ["u1"]), n("Mul", ["qi", "B_im"], ["u2"]), n("Sub", ["u1", "u2"], ["bbr"]),
-        n("Mul", ["qr", "B_im"], ["u3"]), n("Mul", ["qi", "B_re"], ["u4"]), n("Add", ["u3", "u4"], ["bbi"]),
+    return [  # bilinear: lam = (1 + dtA/2) / (1 - dtA/2); Bbar = dt / (1 - dtA/2) * B
+        n("Mul", ["ar", "half"], ["hr"]), n("Mul", ["ai", "half"], ["hi"]),
+        n("Add", ["one", "hr"], ["pr"]), n("Sub", ["one", "hr"], ["mr"]), n("Neg", ["hi"], ["mi"]),
+        n("Mul", ["mr", "mr"], ["m2r"]), n("Mul", ["mi", "mi"], ["m2i"]), n("Add", ["m2r", "m2i"], ["den"]),
+        # lam = p / m = p * conj(m) / |m|^2 with p = (pr, hi), m = (mr, mi)
+        n("Mul", ["pr", "mr"], ["t1"]), n("Mul", ["hi", "mi"], ["t2"]), n("Add", ["t1", "t2"], ["lr0"]),
+        n("Mul", ["hi", "mr"], ["t3"]), n("Mul", ["pr", "mi"], ["t4"]), n("Sub", ["t3", "t4"], ["li0"]),
+        n("Div", ["lr0", "den"], ["lr"]), n("Div", ["li0", "den"], ["li"]),
+        # q = dt / m = dt * conj(m) / |m|^2
+        n("Mul", ["dt2", "mr"], ["q0"]), n("Div", ["q0", "den"], ["qr"]),
+        n("Neg", ["mi"], ["nmi"]), n("Mul", ["dt2", "nmi"], ["q1"]), n("Div", ["q1", "den"], ["qi"]),
     ]
-    return helper.make_function(DOMAIN, op, INPUTS, ["y"], nodes + _recurrence("y"),
-                                [helper.make_opsetid("", opset)], [])
+
+
+def _bbar(qr: str, qi: str) -> list[onnx.NodeProto]:
+    """Bbar = q * B (complex): (bbr, bbi)."""
+    n = helper.make_node
+    return [
+        n("Mul", [qr, "B_re"], ["u1"]), n("Mul", [qi, "B_im"], ["u2"]), n("Sub", ["u1", "u2"], ["bbr"]),
+        n("Mul", [qr, "B_im"], ["u3"]), n("Mul", [qi, "B_re"], ["u4"]), n("Add", ["u3", "u4"], ["bbi"]),
+    ]
 
 
 def _recurrence(y: str) -> list[onnx.NodeProto]:
@@ -153,8 +167,67 @@ def quant_function(opset: int) -> onnx.FunctionProto:
     return helper.make_function(DOMAIN, "Quant", QUANT_INPUTS, ["y"], nodes, [helper.make_opsetid("", opset)], [])
 
 
+def mimo_function(op: str, opset: int) -> onnx.FunctionProto:
+    """s4dc.MIMO (ZOH), s4dc.MIMOBilinear: dt, A (P,) continuous eigenvalues,
+    B (P, H_in), C (H_out, P) complex, D (H_out, H_in). s4dc.MIMODiscrete:
+    lam (P,), B, C, D and bias (H_out,). y_t = 2 Re(C x_t) + D u_t (+ bias)."""
+    n = helper.make_node
+    if op == "MIMODiscrete":
+        nodes = _common_constants() + [
+            n("Identity", ["lam_re"], ["lr"]), n("Identity", ["lam_im"], ["li"]),
+            n("Identity", ["B_re"], ["bbr"]), n("Identity", ["B_im"], ["bbi"]),
+        ] + _mimo_recurrence("y0") + [n("Add", ["y0", "bias"], ["y"])]
+        return helper.make_function(DOMAIN, op, MIMO_DISCRETE_INPUTS, ["y"], nodes,
+                                    [helper.make_opsetid("", opset)], [])
+    nodes = _common_constants() + [
+        n("Identity", ["dt"], ["dt2"]),  # dt (P,): one time step per mode, like A
+        n("Mul", ["dt2", "A_re"], ["ar"]), n("Mul", ["dt2", "A_im"], ["ai"]),
+    ] + _discretization(MIMO_OPS[op]) + [
+        n("Unsqueeze", ["qr", "ax_last"], ["qrc"]), n("Unsqueeze", ["qi", "ax_last"], ["qic"]),  # (P, 1) over B's rows
+    ] + _bbar("qrc", "qic")
+    return helper.make_function(DOMAIN, op, MIMO_INPUTS, ["y"], nodes + _mimo_recurrence("y"),
+                                [helper.make_opsetid("", opset)], [])
+
+
+def _mimo_recurrence(y: str) -> list[onnx.NodeProto]:
+    """x_t = lam x_{t-1} + Bbar u_t (x (batch, P) complex as re/im), y_t =
+    2 Re(C x_t) + D u_t, with a Scan over u (batch, T, H_in) from zero."""
+    n = helper.make_node
+    f = TensorProto.FLOAT
+    body = helper.make_graph(
+        [
+            n("MatMul", ["u_t", "btr"], ["ubr"]), n("MatMul", ["u_t", "bti"], ["ubi"]),
+            n("Mul", ["lr", "xr"], ["p1"]), n("Mul", ["li", "xi"], ["p2"]), n("Sub", ["p1", "p2"], ["p3"]),
+            n("Add", ["p3", "ubr"], ["xr_new"]),
+            n("Mul", ["lr", "xi"], ["q1b"]), n("Mul", ["li", "xr"], ["q2b"]), n("Add", ["q1b", "q2b"], ["q3b"]),
+            n("Add", ["q3b", "ubi"], ["xi_new"]),
+            n("MatMul", ["xr_new", "ctr"], ["o1"]), n("MatMul", ["xi_new", "cti"], ["o2"]),
+            n("Sub", ["o1", "o2"], ["o3"]), n("Mul", ["o3", "two"], ["o5"]),
+            n("MatMul", ["u_t", "dtr"], ["o6"]), n("Add", ["o5", "o6"], ["y_t"]),
+        ],
+        "mimo_step",
+        [helper.make_tensor_value_info("xr", f, None), helper.make_tensor_value_info("xi", f, None),
+         helper.make_tensor_value_info("u_t", f, None)],
+        [helper.make_tensor_value_info("xr_new", f, None), helper.make_tensor_value_info("xi_new", f, None),
+         helper.make_tensor_value_info("y_t", f, None)],
+    )
+    return [
+        n("Transpose", ["bbr"], ["btr"], perm=[1, 0]), n("Transpose", ["bbi"], ["bti"], perm=[1, 0]),
+        n("Transpose", ["C_re"], ["ctr"], perm=[1, 0]), n("Transpose", ["C_im"], ["cti"], perm=[1, 0]),
+        n("Transpose", ["D"], ["dtr"], perm=[1, 0]),
+        # zero initial state (batch, P), then the scan over time
+        n("Shape", ["u"], ["ushape"]), n("Slice", ["ushape", "b0", "b1"], ["batch"]),
+        n("Shape", ["lr"], ["pshape"]), n("Concat", ["batch", "pshape"], ["sshape"], axis=0),
+        n("Expand", ["zero", "sshape"], ["x0"]),
+        n("Scan", ["x0", "x0", "u"], ["xr_T", "xi_T", y], body=body, num_scan_inputs=1,
+          scan_input_axes=[1], scan_output_axes=[1]),
+    ]
+
+
 def function_proto(op: str, opset: int) -> onnx.FunctionProto:
     """The model-local FunctionProto of any of s4dc's functions (`FUNCTIONS`)."""
+    if op in MIMO_OPS or op == "MIMODiscrete":
+        return mimo_function(op, opset)
     if op in OPS:
         return s4d_function(op, opset)
     if op == "S4DDiscrete":
@@ -226,6 +299,48 @@ def lower_s4d_discrete(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
                 params={"A": lam, "B": p["B_re"] + 1j * p["B_im"], "C": p["C_re"] + 1j * p["C_im"],
                         "D": p["D"], "bias": p["bias"]}, attrs=attrs)
     return [Act(t, u.axes, u.features, u.time)]
+
+
+def _mimo_shapes(node: onnx.NodeProto, u: Act, p: dict[str, np.ndarray], lam: str, extra: str) -> tuple[int, int]:
+    """(P, H_out) after checking every MIMO parameter's shape."""
+    h_in = u.features
+    P = p[lam + "_re"].shape[0] if p[lam + "_re"].ndim == 1 else -1
+    h_out = p["C_re"].shape[0] if p["C_re"].ndim == 2 else -1
+    want = {lam + "_re": (P,), lam + "_im": (P,), "B_re": (P, h_in), "B_im": (P, h_in), "C_re": (h_out, P),
+            "C_im": (h_out, P), "D": (h_out, h_in), extra: (P,) if extra == "dt" else (h_out,)}
+    if P < 0 or h_out < 0 or any(p[k].shape != v for k, v in want.items()):
+        raise UnsupportedPatternError(f"{where(node)}: parameter shapes do not match {h_in} inputs: {lam}, "
+                                      f"{extra if extra == 'dt' else ''} (P,); B (P, H_in); C (H_out, P); "
+                                      f"D (H_out, H_in){'; bias (H_out,)' if extra == 'bias' else ''}")
+    return P, h_out
+
+
+@handles(*MIMO_OPS, domain=DOMAIN)
+def lower_mimo(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
+    u, p = _params(fe, node, ins, MIMO_INPUTS)
+    P, h_out = _mimo_shapes(node, u, p, "A", "dt")
+    t = fe.emit(node, "mimo", [u.tensor], h_out, True,
+                params={"A": p["A_re"] + 1j * p["A_im"], "B": p["B_re"] + 1j * p["B_im"],
+                        "C": p["C_re"] + 1j * p["C_im"], "D": p["D"], "bias": np.zeros(h_out), "dt": p["dt"]},
+                attrs={"form": "diagonal", "time": "continuous", "discretization": MIMO_OPS[node.op_type],
+                       "folded": True})
+    return [Act(t, u.axes, h_out, u.time)]
+
+
+@handles("MIMODiscrete", domain=DOMAIN)
+def lower_mimo_discrete(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
+    u, p = _params(fe, node, ins, MIMO_DISCRETE_INPUTS)
+    P, h_out = _mimo_shapes(node, u, p, "lam", "bias")
+    lam = p["lam_re"] + 1j * p["lam_im"]
+    if P and np.abs(lam).max() >= 1:
+        k = int(np.argmax(np.abs(lam)))
+        raise UnstableSystemError(f"{where(node)}: mode {k} has an eigenvalue with |lambda| = "
+                                  f"{np.abs(lam[k]):.6g} >= 1; the state matrix must be stable")
+    t = fe.emit(node, "mimo", [u.tensor], h_out, True,
+                params={"A": lam, "B": p["B_re"] + 1j * p["B_im"], "C": p["C_re"] + 1j * p["C_im"],
+                        "D": p["D"], "bias": p["bias"]},
+                attrs={"form": "diagonal", "time": "discrete", "folded": True})
+    return [Act(t, u.axes, h_out, u.time)]
 
 
 @handles("Quant", domain=DOMAIN)
@@ -309,6 +424,31 @@ class CanonicalModel:
         self._nodes.append(helper.make_node(op, [self._cur] + names, [out], domain=DOMAIN, name=out))
         self._ops.add(op)
         self._cur = out
+        return self
+
+    def mimo(self, lam, B, C, D, bias=None, dt=None, discretization: str = "zoh") -> "CanonicalModel":
+        """A MIMO diagonal layer (S5, LRU) on all current features: lam (P,)
+        complex (continuous eigenvalues with `dt` (P,), or discrete ones
+        without), B (P, H_in), C (H_out, P) complex, D (H_out, H_in);
+        y = 2 Re(C x) + D u (+ bias, discrete only)."""
+        if not self._seq:
+            raise ValueError("mimo after a readout")
+        lam, B, C = (np.asarray(z, complex) for z in (lam, B, C))
+        D = np.asarray(D, float)
+        out = self._name("mimo")
+        if dt is None:
+            op, keys = "MIMODiscrete", MIMO_DISCRETE_INPUTS
+            vals = [lam.real, lam.imag, B.real, B.imag, C.real, C.imag, D,
+                    np.zeros(C.shape[0]) if bias is None else bias]
+        else:
+            if bias is not None:
+                raise ValueError("a continuous mimo layer has no bias input (add a linear layer)")
+            op, keys = {"zoh": "MIMO", "bilinear": "MIMOBilinear"}[discretization], MIMO_INPUTS
+            vals = [dt, lam.real, lam.imag, B.real, B.imag, C.real, C.imag, D]
+        names = [self._init(f"{out}_{k}", v) for k, v in zip(keys[1:], vals)]
+        self._nodes.append(helper.make_node(op, [self._cur] + names, [out], domain=DOMAIN, name=out))
+        self._ops.add(op)
+        self._cur, self._width = out, C.shape[0]
         return self
 
     def relu(self) -> "CanonicalModel":

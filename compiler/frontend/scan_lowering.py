@@ -5,7 +5,9 @@ imaginary parts ... all appear in practice), the body is *measured*: onnx's
 reference evaluator runs it once on a batch of probes (zero, every unit state
 and input vector, random vectors). That gives A, B, C, D exactly for a
 linear body, and the random probes prove linearity or refuse the node. The
-per-channel (S4D) structure is then read off the coupling graph.
+per-channel (S4D) structure is then read off the coupling graph; a body
+whose channels are coupled, or that maps H inputs to another number of
+outputs, is a MIMO state space (one shared state, op `mimo`).
 """
 from __future__ import annotations
 
@@ -117,12 +119,13 @@ def lower_scan(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
         raise _fail(node, f"the body is not linear in (state, input) (deviation {dev:.2g}); s4dc maps "
                           "linear state updates x' = A x + B u, y = C x + D u")
     if np.abs(f0[:S]).max(initial=0.0) > 1e-6 * scale:
-        raise _fail(node, "the state update has a constant term")
+        # From a zero state and input, a time-invariant linear body stays at zero;
+        # a counter (x' = x + 1) or any drive of its own makes the update time-varying.
+        raise _fail(node, f"the state update has a constant term (|x'| = {np.abs(f0[:S]).max():.3g} from a zero "
+                          "state and input): the body is time-varying; s4dc maps time-invariant x' = A x + B u")
     A, B = cols[:S, :S].T, cols[S:, :S].T
     C_old, D_old, y_bias = cols[:S, S:].T, cols[S:, S:].T, f0[S:]
     Hout = y.shape[1]
-    if Hout != H:
-        raise _fail(node, f"maps {H} channels to {Hout}; an S4D layer keeps the channel count")
     # The body's output may read the old state; the IR reads the new one:
     # y = C_old x_old + D_old u = C (A x_old + B u) + D u  =>  C = C_old A^-1.
     reads_old = bool(np.abs(C_old).max(initial=0) > 0)
@@ -134,7 +137,12 @@ def lower_scan(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
         D = D_old - C @ B
     else:
         C, D = C_old, D_old
-    channels = _split_channels(node, A, B, C, D, H)
+    channels = _split_channels(A, B, C, D, H) if Hout == H else None
+    if channels is None:  # coupled, or H -> Hout: one shared state (MIMO), diagonalized later
+        t = fe.emit(node, "mimo", [u.tensor], Hout, True,
+                    params={"A": A.copy(), "B": B.copy(), "C": C.copy(), "D": D.copy(), "bias": y_bias.copy()},
+                    attrs={"form": "dense", "time": "discrete", "folded": False})
+        return _scan_outputs(node, t, y_raw, Hout, u, n_scan_out, n_state, k_out)
     N = max((len(s) for s in channels), default=0)
     Ah, Bh, Ch = np.zeros((H, N, N)), np.zeros((H, N)), np.zeros((H, N))
     for h, idx in enumerate(channels):
@@ -144,6 +152,12 @@ def lower_scan(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
     t = fe.emit(node, "ssm", [u.tensor], H, True,
                 params={"A": Ah, "B": Bh, "C": Ch, "D": np.diag(D).copy(), "bias": y_bias.copy()},
                 attrs={"form": "dense", "time": "discrete", "folded": False})
+    return _scan_outputs(node, t, y_raw, H, u, n_scan_out, n_state, k_out)
+
+
+def _scan_outputs(node, t: str, y_raw: np.ndarray, H: int, u: Act, n_scan_out: int, n_state: int,
+                  k_out: int) -> list:
+    """The node's outputs: the layer's tensor `t` (H features) as the used scan output."""
     # Labels of the per-step output, then the time axis where Scan stacks it.
     y_axes = ["B"] + ["F" if d == H and H != 1 else "1" for d in y_raw.shape[1:]]
     if H == 1 and "F" not in y_axes and len(y_axes) > 1:
@@ -182,8 +196,9 @@ def _run_body(fe, node, body, probes, state_shapes, step_axes, u, n_state) -> li
         raise _fail(node, f"cannot evaluate the Scan body ({first_line(e)})") from None
 
 
-def _split_channels(node, A, B, C, D, H) -> list[list[int]]:
-    """States of each channel, from the coupling graph; refuse cross-channel coupling."""
+def _split_channels(A, B, C, D, H) -> list[list[int]] | None:
+    """States of each channel, from the coupling graph; None where channels
+    are coupled (the body is then a MIMO state space)."""
     S = A.shape[0]
     # Probing runs in the body's float32: treat what float32 rounding leaves as zero.
     tol = 1e-5 * max(np.abs(A).max(initial=0), np.abs(B).max(initial=0), np.abs(C).max(initial=0), 1e-30)
@@ -198,16 +213,13 @@ def _split_channels(node, A, B, C, D, H) -> list[list[int]]:
         g.add_edge(("s", int(i)), ("c", int(h)))
     off = np.abs(D - np.diag(np.diag(D))) > tol
     if off.any():
-        a, b = (int(x) for x in np.argwhere(off)[0])
-        raise _fail(node, f"the feedthrough couples channels {b} and {a}; s4dc maps per-channel (S4D) "
-                          "state spaces with independent channels")
+        return None
     channels: list[list[int]] = [[] for _ in range(H)]
     for comp in sorted((sorted(c) for c in nx.connected_components(g)), key=lambda c: c[0]):
         chans = sorted(i for kind, i in comp if kind == "c")
         states = sorted(i for kind, i in comp if kind == "s")
         if len(chans) > 1:
-            raise _fail(node, f"the state update couples channels {chans[0]} and {chans[1]}; s4dc maps "
-                              "per-channel (S4D) state spaces with independent channels")
+            return None
         if chans:
             channels[chans[0]] = states
     return channels
