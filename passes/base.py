@@ -20,7 +20,7 @@ import numpy as np
 from s4dc.errors import InternalError, S4dcError, first_line
 from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
-from s4dc.ir.ops import CONV, SSM
+from s4dc.ir.ops import CONV, MIMO, SSM
 from s4dc.ir.verify import verify
 from s4dc.options import CompileOptions
 from s4dc.registry import Registry
@@ -79,6 +79,11 @@ PROPERTIES.add("discrete", lambda g: _first(
 PROPERTIES.add("folded", lambda g: _first(
     g, lambda l: l.is_(SSM) and not l.attrs.get("folded"),
     "keeps both modes of each conjugate pair (fold_conjugates first)"))
+PROPERTIES.add("mimo_diagonal", lambda g: _first(
+    g, lambda l: l.is_(MIMO) and l.attrs.get("form") != "diagonal",
+    "has a dense shared state matrix (diagonalize first)"))
+PROPERTIES.add("mimo_discrete", lambda g: _first(
+    g, lambda l: l.is_(MIMO) and l.attrs.get("time") != "discrete", "is continuous-time (discretize first)"))
 PROPERTIES.add("float", lambda g: _first(g, lambda l: l.opdef.quantized, "is already quantized"))
 PROPERTIES.add("quantized", lambda g: _first(
     g, lambda l: g.on_chip(l) and l.opdef.quantizable, "is an on-chip float layer (quantize first)"))

@@ -13,7 +13,8 @@ import numpy as np
 from s4dc.errors import IllConditionedError
 from s4dc.ir.graph import Graph
 from s4dc.passes.base import PassContext, register
-from s4dc.ir.ops import SSM
+from s4dc.ir.ops import MIMO, SSM
+from s4dc.passes import mimo_modes
 from s4dc.passes.discretize import check_stable
 
 
@@ -23,6 +24,9 @@ def apply(graph: Graph, ctx: PassContext) -> tuple[Graph, dict[str, Any]]:
     g = graph.copy()
     done: dict[str, float] = {}
     for l in g.layers:
+        if l.is_(MIMO) and l.attrs["form"] == "dense":
+            done[l.name] = float(f"{mimo_modes.diagonalize(l, cond_max):.4g}")
+            continue
         if not l.is_(SSM) or l.attrs["form"] != "dense":
             continue
         A, B, C = l.params["A"], l.params["B"], l.params["C"]

@@ -14,7 +14,7 @@ from s4dc.ir.graph import Graph
 from s4dc.ir.layer import Layer
 from s4dc.ir.ssm import discrete_ssm
 from s4dc.passes.base import PassContext, register
-from s4dc.ir.ops import SSM
+from s4dc.ir.ops import MIMO, SSM
 
 
 def check_stable(layer: Layer, lam: np.ndarray, what: str = "eigenvalue") -> None:
@@ -32,6 +32,12 @@ def apply(graph: Graph, ctx: PassContext) -> tuple[Graph, dict[str, Any]]:
     g = graph.copy()
     done = []
     for l in g.layers:
+        if l.is_(MIMO) and l.attrs["time"] == "continuous":
+            from s4dc.passes import mimo_modes
+
+            mimo_modes.discretize(l)
+            done.append(l.name)
+            continue
         if not l.is_(SSM) or l.attrs["time"] != "continuous":
             continue
         if np.any(l.params["A"].real >= 0):

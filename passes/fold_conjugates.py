@@ -15,7 +15,8 @@ import numpy as np
 from s4dc.errors import IRVerificationError
 from s4dc.ir.graph import Graph
 from s4dc.passes.base import PassContext, register
-from s4dc.ir.ops import SSM
+from s4dc.ir.ops import MIMO, SSM
+from s4dc.passes import mimo_modes
 
 
 def _fold_channel(lam, b, c, where: str, h: int):
@@ -41,6 +42,11 @@ def apply(graph: Graph, ctx: PassContext) -> tuple[Graph, dict[str, Any]]:
     g = graph.copy()
     done: dict[str, list[int]] = {}
     for l in g.layers:
+        if l.is_(MIMO) and l.attrs["form"] == "diagonal" and not l.attrs.get("folded"):
+            sizes = mimo_modes.fold(l)
+            if sizes is not None:
+                done[l.name] = list(sizes)
+            continue
         if not l.is_(SSM) or l.attrs["form"] != "diagonal" or l.attrs.get("folded"):
             continue
         A, B, C = l.params["A"], l.params["B"], l.params["C"]

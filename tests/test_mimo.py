@@ -1,0 +1,203 @@
+"""MIMO diagonal state spaces (S5, LRU, dense coupled recurrences): the IR op,
+the frontend forms against onnxruntime, the float passes, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import s4dc
+from s4dc import errors
+from s4dc.cli import main
+from s4dc.ir import Graph, Layer, Tensor, load_graph, save_graph, verify
+from s4dc.passes import PASSES
+from conftest import FIXTURES, ort_run
+
+MIMO_DIR = FIXTURES / "mimo"
+GOOD = ["scan_mimo", "scan_mimo_new", "canonical_s5", "canonical_lru"]
+
+
+@pytest.mark.parametrize("name", GOOD)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_form_matches_onnxruntime(name, batch):
+    path = MIMO_DIR / f"{name}.onnx"
+    x = np.load(MIMO_DIR / f"{name}.npz")["x"][:batch]
+    ref = ort_run(path, x)
+    net = s4dc.compile(path, float_only=True)
+    assert any(l.op == "mimo" for l in net.graph.layers)
+    y = net.run(x)
+    assert np.abs(y - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_stored_outputs_are_onnxruntime_s():
+    for name in GOOD:
+        d = np.load(MIMO_DIR / f"{name}.npz")
+        np.testing.assert_array_equal(ort_run(MIMO_DIR / f"{name}.onnx", d["x"]), d["y"])
+
+
+def test_scan_mimo_is_diagonalized_and_folded():
+    net = s4dc.compile(MIMO_DIR / "scan_mimo.onnx", float_only=True)
+    l = net.graph.layer("mimo_scan")
+    assert (l.attrs["form"], l.attrs["time"], l.attrs["folded"]) == ("diagonal", "discrete", True)
+    # 12 real states = 6 conjugate pairs, 3 inputs, 8 outputs
+    assert l.params["A"].shape == (6,) and l.params["B"].shape == (6, 3) and l.params["C"].shape == (8, 6)
+    assert np.all(np.abs(l.params["A"]) < 1)
+    # slowest decay first (the pass's fixed order)
+    assert np.all(np.diff(np.abs(l.params["A"])) <= 0)
+
+
+def test_coupled_scan_fixture_is_now_a_mimo_layer():
+    """The S4D fixture whose channel 0 reads channel 1's state: accepted as MIMO."""
+    path = FIXTURES / "scan" / "bad_coupled.onnx"
+    d = np.load(FIXTURES / "scan" / "bad_coupled.npz")
+    net = s4dc.compile(path, float_only=True)
+    assert [l.op for l in net.graph.layers if l.opdef.recurrent] == ["mimo"]
+    assert np.abs(net.run(d["x"]) - d["y"]).max() <= 1e-4 * np.abs(d["y"]).max()
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_streaming_four_times_the_length_stays_bounded(name):
+    """Past the file's length the recurrence keeps running (as on Loihi 2):
+    stable modes keep it bounded, and token by token equals the whole run."""
+    net = s4dc.compile(MIMO_DIR / f"{name}.onnx", float_only=True)
+    T = np.load(MIMO_DIR / f"{name}.npz")["x"].shape[1]
+    x = np.random.default_rng(3).standard_normal((2, 4 * T, net.graph.input_layer.attrs["features"])).astype(np.float32)
+    y = net.run(x)
+    assert np.all(np.isfinite(y))
+    assert np.abs(y[:, 3 * T:]).max() <= 3 * np.abs(y[:, :T]).max()
+    net.reset()
+    steps = np.stack([net.step(x[:, t]) for t in range(0, 2 * T)], axis=1)[:, :, 0]
+    np.testing.assert_allclose(steps, y[:, :2 * T], rtol=1e-5, atol=1e-5 * np.abs(y).max())
+
+
+BAD = [
+    ("bad_mimo_unstable", errors.UnstableSystemError, "mode 4 of the shared state has |lambda| = 1.03 >= 1"),
+    ("bad_mimo_illconditioned", errors.IllConditionedError,
+     "eigenvector matrix of the shared 12-state A has condition number 1.15e+12 > 1e+08"),
+    ("bad_mimo_nonlinear", errors.UnsupportedPatternError, "not linear in (state, input) (deviation 1.8)"),
+    ("bad_mimo_timevarying", errors.UnsupportedPatternError,
+     "the state update has a constant term (|x'| = 1 from a zero state and input): the body is time-varying"),
+]
+
+
+@pytest.mark.parametrize("name,cls,text", BAD, ids=[b[0] for b in BAD])
+def test_bad_mimo_is_refused_cleanly(name, cls, text, tmp_path):
+    path = MIMO_DIR / f"{name}.onnx"
+    with pytest.raises(cls) as info:
+        s4dc.compile(path)
+    msg = str(info.value)
+    assert text in msg and "\n" not in msg and "mimo_scan" in msg
+    out = tmp_path / "net"
+    assert main([str(path), "-o", str(out)]) == 2
+    assert not out.exists()
+
+
+def _graph(layer: Layer, h_in: int, h_out: int) -> Graph:
+    g = Graph("m")
+    g.add(Layer("in", "input", [], "in", {"features": h_in}), Tensor("in", h_in, True))
+    g.add(layer, Tensor(layer.output, h_out, True))
+    g.add(Layer("out", "output", [layer.output], "out", {"layout": ["B", "T", "F"]}), Tensor("out", h_out, True))
+    return g
+
+
+def _mimo_layer(rng, P=5, h_in=3, h_out=4, **attrs) -> Layer:
+    c = lambda *s: rng.standard_normal(s) + 1j * rng.standard_normal(s)  # noqa: E731
+    return Layer("m", "mimo", ["in"], "m", {"form": "diagonal", "time": "continuous", "discretization": "zoh",
+                                             "folded": True, **attrs},
+                 {"A": -rng.uniform(0.1, 1, P) + 1j * rng.uniform(0, 2, P), "B": c(P, h_in), "C": c(h_out, P),
+                  "D": rng.standard_normal((h_out, h_in)), "bias": rng.standard_normal(h_out),
+                  "dt": rng.uniform(0.01, 0.1, P)})
+
+
+def test_mimo_round_trip_is_exact(rng, tmp_path):
+    g = verify(_graph(_mimo_layer(rng), 3, 4))
+    save_graph(g, tmp_path / "a")
+    h = verify(load_graph(tmp_path / "a"))
+    for k, v in g.layer("m").params.items():
+        np.testing.assert_array_equal(h.layer("m").params[k], v)
+        assert h.layer("m").params[k].dtype == v.dtype
+    save_graph(h, tmp_path / "b")
+    assert (tmp_path / "a" / "params.npz").read_bytes() == (tmp_path / "b" / "params.npz").read_bytes()
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda l: l.params.update(B=l.params["B"][:, :2]), "parameter 'B' has shape (5, 2), expected (5, 3)"),
+    (lambda l: l.params.update(C=l.params["C"][:, :4]), "parameter 'C' has shape (4, 4), expected (4, 5)"),
+    (lambda l: l.params.update(D=l.params["D"].T), "parameter 'D' has shape (3, 4), expected (4, 3)"),
+    (lambda l: l.params.update(A=l.params["A"].real), "parameter 'A' must be complex"),
+    (lambda l: l.params.update(dt=-l.params["dt"]), "time steps dt must be positive"),
+    (lambda l: l.attrs.update(form="dense"), "dense A must be (P, P), got (5,)"),
+    (lambda l: l.attrs.update(time="later"), "attribute 'time' must be 'continuous' or 'discrete'"),
+    (lambda l: l.params.update(A=np.diag(l.params["A"].real), B=l.params["B"].real, C=l.params["C"].real)
+     or l.attrs.update(form="dense"), "a dense (real) state space cannot be conjugate-folded"),
+])
+def test_verifier_rejects_malformed_mimo(rng, edit, message):
+    l = _mimo_layer(rng)
+    edit(l)
+    with pytest.raises(errors.IRVerificationError) as info:
+        verify(_graph(l, 3, 4))
+    assert message in str(info.value)
+
+
+def test_dense_continuous_needs_one_time_step(rng):
+    l = _mimo_layer(rng, folded=False)
+    l.params.update(A=-np.eye(5) * 0.5, B=l.params["B"].real, C=l.params["C"].real)
+    l.attrs["form"] = "dense"
+    with pytest.raises(errors.IRVerificationError, match="one time step dt for all modes"):
+        verify(_graph(l, 3, 4))
+    l.params["dt"] = np.full(5, 0.1)
+    verify(_graph(l, 3, 4))
+
+
+def test_passes_keep_the_float_output(rng):
+    """diagonalize -> discretize -> fold on a dense continuous MIMO layer:
+    the float output is unchanged (to rounding)."""
+    from s4dc.targets.float_exec import FloatExecutor
+
+    P, h_in, h_out = 6, 3, 4
+    M = rng.standard_normal((P, P))
+    A = M - (np.abs(np.linalg.eigvals(M)).max() + 0.3) * np.eye(P)  # continuous, stable, non-normal
+    l = Layer("m", "mimo", ["in"], "m", {"form": "dense", "time": "continuous", "discretization": "zoh",
+                                         "folded": False},
+              {"A": A, "B": rng.standard_normal((P, h_in)), "C": rng.standard_normal((h_out, P)),
+               "D": rng.standard_normal((h_out, h_in)), "bias": rng.standard_normal(h_out), "dt": np.full(P, 0.05)})
+    g = verify(_graph(l, h_in, h_out))
+    x = rng.standard_normal((2, 30, h_in))
+    # the dense continuous reference: exact ZOH by the matrix exponential
+    from scipy.linalg import expm
+
+    Ab = expm(0.05 * A)
+    Bb = np.linalg.solve(A, (Ab - np.eye(P)) @ l.params["B"])
+    s, ref = np.zeros((2, P)), []
+    for t in range(30):
+        s = s @ Ab.T + x[:, t] @ Bb.T
+        ref.append(s @ l.params["C"].T + x[:, t] @ l.params["D"].T + l.params["bias"])
+    ref = np.stack(ref, axis=1)
+    for name in ("diagonalize", "discretize", "fold_conjugates"):
+        g, _ = PASSES[name](g)
+        verify(g)
+    m = g.layer("m")
+    assert (m.attrs["form"], m.attrs["time"], m.attrs["folded"]) == ("diagonal", "discrete", True)
+    assert m.params["A"].shape[0] <= P
+    np.testing.assert_allclose(FloatExecutor(g).trace(x)["m"], ref, rtol=1e-9, atol=1e-9 * np.abs(ref).max())
+
+
+def test_lru_stays_complex_when_not_conjugate_symmetric(rng):
+    """A genuinely complex system (no conjugate partners) is left unfolded."""
+    l = _mimo_layer(rng, folded=False)
+    l.attrs["time"] = "discrete"
+    del l.params["dt"], l.attrs["discretization"]
+    l.params["A"] = 0.9 * np.exp(1j * rng.uniform(0.1, 3, 5))
+    g, changes = PASSES["fold_conjugates"](verify(_graph(l, 3, 4)))
+    assert g.layer("m").attrs["folded"] is False and changes == {}
+
+
+def test_edited_mimo_body_is_refused():
+    import onnx
+
+    m = onnx.load(MIMO_DIR / "canonical_lru.onnx")
+    fn = next(f for f in m.functions if f.name == "MIMODiscrete")
+    const = next(n for n in fn.node if n.output[0] == "two")
+    const.attribute[0].t.CopyFrom(onnx.numpy_helper.from_array(np.float32(3), "two"))
+    with pytest.raises(errors.FunctionBodyError) as info:
+        s4dc.compile(m, float_only=True)
+    assert "does not compute the op (relative deviation" in str(info.value) and "mimo_0" in str(info.value)
