@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 import onnx
 
-from s4dc import __version__
+from s4dc import __version__, plugins
 from s4dc.frontend import Frontend
 from s4dc.ir.graph import Graph
 from s4dc.network import NET_FORMAT, NET_FORMAT_VERSION, Network, check_time_length
@@ -31,6 +31,7 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
     """Compile an ONNX S4D model. Options: see `CompileOptions`. Quiet unless
     a `progress` callback is given (the CLI passes one)."""
     say = progress or (lambda msg: None)
+    plugins.load()  # out-of-tree ops register before anything is looked up
     calib_src = options.get("calibration")
     if isinstance(calib_src, np.ndarray):  # library calls may pass the array itself
         options = {**options, "calibration": _array_label(calib_src)}

@@ -18,6 +18,7 @@ from s4dc.errors import (InputDataError, KernelLengthError, KernelLengthWarning,
 from s4dc.ir.graph import Graph
 from s4dc.ir.serialize import dump_json, load_graph, save_graph
 from s4dc.ir.verify import verify
+from s4dc import plugins
 from s4dc.targets.fixed_sim import FixedSimulator, is_quantized
 from s4dc.targets.float_exec import FloatExecutor
 
@@ -61,6 +62,7 @@ class Network:
         # In memory only (not saved): the float graph quantization started
         # from, after a compile; QAT starts its weights there.
         self.float_graph: Graph | None = None
+        plugins.load()  # out-of-tree ops (S4DC_PLUGINS) before the targets look them up
         quantized = is_quantized(graph)
         self._exec = FixedSimulator(graph) if quantized else FloatExecutor(graph)
         # Warnings of the last run (time length beyond a kernel, saturation),
@@ -263,6 +265,7 @@ def load(folder: str | os.PathLike) -> Network:
     """Load a network written by `Network.save` (or `s4dc MODEL -o OUT`).
     Anything missing, truncated or malformed is a NetworkFormatError naming
     the folder and the file."""
+    plugins.load()  # a graph with out-of-tree ops verifies only once they are registered
     folder = Path(folder)
     manifest = read_manifest(folder)
     try:
