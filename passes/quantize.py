@@ -152,6 +152,13 @@ def _q_ssm(l: Layer, s: Site) -> int:
     return _ssm(l, s.e_ins[0], s.peaks, s.states[l.name], s.bw, s.margin, s.relu, s.preset)
 
 
+@RULES.register("mimo")
+def _q_mimo(l: Layer, s: Site) -> int:
+    from s4dc.passes.quantize_mimo import quantize_mimo
+
+    return quantize_mimo(l, s.e_ins[0], s.peaks[l.output], s.states[l.name], s.bw, s.margin, s.relu, s.preset)
+
+
 @RULES.register("add")
 def _q_add(l: Layer, s: Site) -> int:
     l.op = QADD.name
@@ -271,7 +278,8 @@ def calibrate(graph: Graph, x: np.ndarray) -> tuple[dict[str, float], dict[str, 
     return peaks, states, tr
 
 
-@register("quantize", requires=("float", "realized", "diagonal", "discrete", "folded"))
+@register("quantize", requires=("float", "realized", "diagonal", "discrete", "folded", "mimo_diagonal",
+                                "mimo_discrete"))
 def apply(graph: Graph, ctx: PassContext) -> tuple[Graph, dict[str, Any]]:
     from s4dc.targets.fixed_sim import FixedSimulator
 
@@ -309,6 +317,9 @@ def _decoded(q: Graph, sim_trace: dict[str, np.ndarray], out: Layer) -> np.ndarr
 # exponent and saturations.
 REPORT_FIELDS: Registry[Callable[[Layer], dict[str, Any]]] = Registry("quantization report fields")
 REPORT_FIELDS.add("qaffine", lambda l: {"weight_exp": l.attrs["weight_exp"], "shift": l.attrs["shift"]})
+REPORT_FIELDS.add("qmimo", lambda l: {
+    "state_exp": l.attrs["state_exp"], "a_frac": l.attrs["a_frac"], "modes": int(l.params["a_re"].shape[0]),
+    "max_abs_eigenvalue": float(f"{np.abs(l.params['a_re'] + 1j * l.params['a_im']).max(initial=0.0) / 2.0**l.attrs['a_frac']:.6f}")})
 REPORT_FIELDS.add("qssm", lambda l: {
     "state_exp": l.attrs["state_exp"], "a_frac": l.attrs["a_frac"],
     "max_abs_eigenvalue": float(f"{np.abs(l.params['a_re'] + 1j * l.params['a_im']).max(initial=0.0) / 2.0**l.attrs['a_frac']:.6f}")})

@@ -371,3 +371,56 @@ def _run_part(args) -> tuple[list[np.ndarray], dict[str, int]]:
     sim = FixedSimulator(graph)
     out = sim.run(x)
     return (out if isinstance(out, list) else [out]), sim.saturations
+
+
+@register_sim_op("qmimo")
+class _QMimo(SimOp):
+    """MIMO layer (docs/fixed_point.md, `qmimo`): B synapse sums, the mode
+    neurons' recurrence (`qmimo.run_modes`), their re/im messages, the C and
+    D synapse sums into the output units, bias, saturation, ReLU."""
+
+    def __init__(self, layer: Layer) -> None:
+        from s4dc.targets.loihi2 import qmimo
+
+        super().__init__(layer)
+        self._run_modes = qmimo.run_modes
+        p, a = layer.params, layer.attrs
+        bits = a["bits"]
+        sb = 2.0 ** -p["b_shift"].astype(np.float64)  # b_shift folded into B's rows: exact
+        self.bt_re = (p["b_re"] * sb[:, None]).T.copy()
+        self.bt_im = (p["b_im"] * sb[:, None]).T.copy()
+        sa = 2.0 ** -float(a["a_frac"])
+        self.a_re, self.a_im = p["a_re"] * sa, p["a_im"] * sa
+        self.ct = np.concatenate([p["c_re"], -p["c_im"]], axis=1).astype(np.float64).T.copy()
+        self.dt = p["d"].astype(np.float64).T.copy()
+        self.bias = p["bias_mant"].astype(np.float64) * 2.0 ** a["bias_exp"]
+        s = float(qmax(bits["state"]))
+        self.rails = (-s - 1.0, s)
+        self.msg_bits = bits["message"]
+
+    def _run(self, sim, u: np.ndarray, x: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        a = self.layer.attrs
+        d_re, d_im = u @ self.bt_re + 0.5, u @ self.bt_im + 0.5  # every step's drive: BLAS, exact
+        xr, xi, n = self._run_modes(self.a_re, self.a_im, d_re, d_im, *x, *self.rails, jit=sim.jit)
+        sim.saturations[self.layer.name] += n
+        m = np.concatenate([xr, xi], axis=-1)
+        if a["x_shift"]:  # states wider than messages: round to the message width
+            m = np.floor(m * 2.0 ** -a["x_shift"] + 0.5)
+            sim.saturate(self.layer, m, self.msg_bits)
+        acc = floor_shift(m @ self.ct, a["c_shift"])
+        acc += floor_shift(u @ self.dt, a["d_shift"])
+        acc += self.bias
+        return sim.finish(self.layer, acc, self.msg_bits)
+
+    def _zero(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        P = self.a_re.shape[0]
+        return np.zeros((batch, P)), np.zeros((batch, P))
+
+    def sequence(self, sim, ins, m):
+        return self._run(sim, ins[0], self._zero(ins[0].shape[1]))
+
+    def step(self, sim, ins, m_t, state):
+        x = state.get(self.layer.name)
+        if x is None:
+            x = state[self.layer.name] = self._zero(ins[0].shape[0])
+        return self._run(sim, ins[0][None], x)[0]
