@@ -45,7 +45,6 @@ import argparse
 import ctypes
 import json
 import math
-import os
 import sys
 import time
 import warnings
