@@ -64,11 +64,12 @@ class Network:
         self.float_graph: Graph | None = None
         plugins.load()  # out-of-tree ops (S4DC_PLUGINS) before the targets look them up
         quantized = is_quantized(graph)
-        self._exec = FixedSimulator(graph) if quantized else FloatExecutor(graph)
+        self._exec: FixedSimulator | FloatExecutor = FixedSimulator(graph) if quantized else FloatExecutor(graph)
         # Warnings of the last run (time length beyond a kernel, saturation),
         # also issued through the `warnings` module; `strict` makes them errors.
         self.warnings: list[str] = []
-        opts = manifest.get("options") if isinstance(manifest.get("options"), dict) else {}
+        opts = manifest.get("options")
+        opts = opts if isinstance(opts, dict) else {}
         self.strict = bool(opts.get("strict", False))
 
     @property
@@ -118,7 +119,8 @@ class Network:
         if msg:
             self.warnings.append(msg)
         before = self.saturations
-        y = self._exec.run(x, workers=workers) if self.quantized else self._exec.run(x)
+        ex = self._exec
+        y = ex.run(x, workers=workers) if isinstance(ex, FixedSimulator) else ex.run(x)
         msg = self._saturation_issue(before, x.shape[0], x.shape[1])
         if msg:
             if strict:
