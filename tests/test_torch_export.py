@@ -325,3 +325,86 @@ def test_external_data_of_bytes_needs_a_base_folder_and_stays_inside_it(tmp_path
         read_model(proto, base_dir=path.parent)
     assert str(e.value) == (f"{proto.graph.name}: tensor '{t.name}': external data location "
                             f"'../dynamo.onnx.data' is not a file inside the model's folder {path.parent.resolve()}")
+
+
+# --- the export's own errors: torch modules named, torch's cause quoted, no raw torch exception ---------
+class _Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return nn.functional.gelu(self.lin(x))
+
+
+class _Net(nn.Module):
+    def __init__(self, head=None, weight_norm=False, non_leaf_buffer=False, branch=False):
+        super().__init__()
+        self.enc, self.ssm = nn.Linear(2, 8), NS4D(8, 8)
+        self.head = head or (nn.utils.parametrizations.weight_norm(nn.Linear(8, 3)) if weight_norm
+                             else nn.Linear(8, 3))
+        if weight_norm:  # the old hook-based weight_norm too: its weight is a non-leaf tensor
+            self.enc = nn.utils.weight_norm(self.enc)
+        self.branch, self.non_leaf = branch, non_leaf_buffer
+        if non_leaf_buffer:
+            self.register_buffer("scale", self.enc.weight.sum() * 0 + 2.0)  # requires grad: not a leaf
+
+    def forward(self, x):
+        z = self.ssm(self.enc(x))
+        if self.branch and z.sum() > 0:  # data-dependent control flow: torch.export refuses it
+            z = z * 2
+        return self.head(z * self.scale if self.non_leaf else z)
+
+
+def test_refused_op_names_the_torch_module(tmp_path):
+    import re
+
+    torch.manual_seed(7)
+    export(_Net(head=_Head()), torch.randn(2, 20, 2), tmp_path / "m.onnx")
+    with pytest.raises(s4dc.errors.UnsupportedOpError) as e:
+        s4dc.compile(tmp_path / "m.onnx", float_only=True)
+    assert re.fullmatch(r"node '\w+' \(Erf\) in torch module 'head' \(_Head\): Loihi 2 S4D needs ReLU "
+                        r"activations, as the n-S4D model uses; .*", str(e.value))
+
+
+@pytest.mark.parametrize("kind", ["weight_norm", "non_leaf_buffer"])
+def test_models_that_cannot_be_deep_copied_export(kind, tmp_path, rng):
+    torch.manual_seed(8)
+    m = _Net(**{kind: True}).eval()
+    import copy
+    with pytest.raises(RuntimeError):
+        copy.deepcopy(m)  # what the export used to do
+    export(m, torch.randn(2, 20, 2), tmp_path / "m.onnx")
+    net = s4dc.compile(tmp_path / "m.onnx", float_only=True)
+    x = rng.standard_normal((3, 20, 2)).astype(np.float32)
+    with torch.no_grad():
+        want = m(torch.from_numpy(x)).numpy()
+    assert np.abs(net.run(x) - want).max() <= BOUND * np.abs(want).max()
+
+
+def test_torch_exporter_failure_quotes_the_real_cause():
+    with pytest.raises(ExportError) as e:
+        export(_Net(branch=True), torch.randn(2, 20, 2))
+    msg = str(e.value)
+    assert msg.startswith("torch's dynamo exporter failed on the model after s4dc's nodes were put in "
+                          "(GuardOnDataDependentSymNode: Could not guard on data-dependent expression ")
+    assert "\x1b" not in msg and "\n" not in msg
+
+
+def test_cause_text_strips_colour_codes_and_finds_the_innermost_cause():
+    from s4dc.torch.errors import cause_text
+
+    try:
+        try:
+            raise ValueError("\x1b[1m\x1b[31mUnsupported value kind: Tensor\x1b[0m\nmore lines")
+        except ValueError as inner:
+            raise RuntimeError("Failed to export the model with torch.export. This is step 1/3") from inner
+    except RuntimeError as e:
+        assert cause_text(e) == "ValueError: Unsupported value kind: Tensor"
+
+
+def test_model_failing_on_its_example_is_an_export_error():
+    with pytest.raises(ExportError) as e:
+        export(_Net(), torch.randn(2, 20, 5))
+    assert str(e.value) == ("the model fails on example_input of shape (2, 20, 5) (RuntimeError: mat1 and mat2 "
+                            "shapes cannot be multiplied (40x5 and 2x8))")

@@ -1,7 +1,7 @@
 """s4dc's PyTorch side (the `torch` extra; the compiler core never imports it).
 
     from s4dc.torch import NS4D, export
-    export(model, x, "model.onnx")   # NS4D and state-spaces-shaped S4D layers, exactly
+    export(model, x, "model.onnx")   # adapted layers exactly (s4dc.torch.adapters), other LTI layers measured
 
 Fine-tuning against the chip's integers: `s4dc.torch.qat` (docs/qat.md).
 """

@@ -1,33 +1,32 @@
-"""`export(model, example_input, path)`: PyTorch S4D models to ONNX that s4dc
-compiles exactly.
+"""`export(model, example_input, path)`: PyTorch state space models to ONNX
+that s4dc compiles.
 
 Neither torch exporter handles the complex tensors an S4D kernel is built
-from. This one writes every S4D layer as a canonical `s4dc.S4D` node (a
-model-local ONNX function; onnxruntime runs it) with the layer's continuous
-parameters as constants, and leaves the rest of the model to torch's
-exporter. Layers it recognizes:
+from. This one replaces every state space layer by a module that emits
+s4dc's canonical node (`s4dc.torch.emit`; a model-local ONNX function that
+onnxruntime runs) and leaves the rest of the model to torch's exporter:
 
-* `s4dc.torch.NS4D`;
-* any module shaped like the state-spaces S4D layer: parameters `log_dt`,
-  `log_A_real`, `A_imag`, `C` (real view of complex) in one module and `D`
-  in it or its parent. Its forward is traced with torch.fx and every
-  intermediate value is compared with `causal_conv(v, K) + D v` computed here
-  from the parameters (the published equations) for every candidate input
-  `v`; the first match is replaced by the canonical node and the kernel
-  computation is dropped. A forward that never computes that is an error,
-  not a guess.
+* layers an exact adapter knows (`s4dc.torch.adapters`: s4dc's NS4D, the
+  state-spaces S4D, lrnnx's S4D), read from their own parameters;
+* any other module mapping (batch, time, features) to (batch, time,
+  features) that mixes time steps, or the modules named in `ssm_modules`:
+  measured (`s4dc.torch.measured`: proved linear, time-invariant and causal
+  by probes, realized from its impulse response by the stable kernel fit),
+  or refused naming the module and the measured deviation.
 
-The export is checked before it is written: onnxruntime (when installed) must
-reproduce the model's output on `example_input`.
+The user's model is not copied (a deepcopy fails on weight_norm and
+non-leaf buffers) and not modified: the replacements are swapped in for the
+torch export and swapped back. Every replacement is checked against the
+layer it replaces, and the whole export in onnxruntime (when installed)
+against the model's output on `example_input`, before anything is written.
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import os
 import warnings
-from typing import Any
+from typing import Iterable
 
 import numpy as np
 import onnx
@@ -35,183 +34,242 @@ import torch
 import torch.nn as nn
 
 from s4dc.atomic import write_atomic
+from s4dc.errors import ExportError, S4dcError
 from s4dc.frontend.canonical import DOMAIN, function_proto
-from s4dc.errors import ExportError
-from s4dc.targets.float_exec import causal_conv as causal_conv_np
+from s4dc.torch import emit as _emit
+from s4dc.torch.adapters import find_layers
+from s4dc.torch.adapters.state_spaces import find_s4d, label
+from s4dc.torch.errors import cause_text
+from s4dc.torch.measured import layout_of, realize
 
-KERNEL_PARAMS = ("log_dt", "log_A_real", "A_imag", "C")
-MARKS = ("log_dt", "log_A_real", "A_imag")  # names that say "this is an S4D kernel"
-MATCH_TOL = 1e-3   # relative, float32 model vs float64 equations, to recognize the S4D output
+MATCH_TOL = 1e-3   # relative: a replacement (float64 node) vs the float32 layer it replaces
 CHECK_TOL = 1e-4   # relative, exported ONNX vs torch
-
-
 EXPORTERS = ("dynamo", "torchscript")
-_ACTIVE: list[str] = []  # the exporter running s4dc.torch.export's torch export, if any
+# Scope metadata torch's dynamo exporter writes on each node, kept so that a
+# refusal names the torch module (the stack traces and FX node text are not
+# reproducible: local paths, generated code).
+KEEP_METADATA = ("pkg.torch.onnx.name_scopes", "pkg.torch.onnx.class_hierarchy")
+# Activations Loihi 2 cannot run after a state space layer (n-S4D uses ReLU).
+SMOOTH = (nn.GELU, nn.GLU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Mish, nn.ELU, nn.SELU, nn.Softplus,
+          nn.Hardswish, nn.Hardsigmoid, nn.LeakyReLU, nn.PReLU)
+
+__all__ = ["export", "find_s4d", "CHECK_TOL", "EXPORTERS"]
 
 
-def _zoh_output(u: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
-    """causal_conv(u, K) + D u in float64 for u (batch, T, H)."""
-    T = u.shape[1]
-    lam = np.exp(p["dt"][:, None] * p["A"])
-    bbar = (lam - 1.0) / p["A"] * p["B"]
-    vand = lam[:, :, None] ** np.arange(T)
-    k = 2.0 * np.einsum("hn,hnl->hl", p["C"] * bbar, vand).real      # (H, T)
-    y = causal_conv_np(u, k)
-    return y + u * p["D"]
+def export(model: nn.Module, example_input: torch.Tensor, path: "str | os.PathLike | None" = None,
+           *, opset: int = 18, exporter: str = "dynamo",
+           ssm_modules: "Iterable[str | nn.Module] | None" = None) -> onnx.ModelProto:
+    """Write `model` as ONNX that `s4dc.compile` reads; returns the model.
 
-
-class S4DExportOp(torch.autograd.Function):
-    """One canonical s4dc.S4D node in the exported graph; in eager mode the
-    same function in float64."""
-
-    @staticmethod
-    def forward(ctx, u, dt, a_re, a_im, b_re, b_im, c_re, c_im, d):  # noqa: D401
-        p = {"dt": dt.double().numpy(), "A": a_re.double().numpy() + 1j * a_im.double().numpy(),
-             "B": b_re.double().numpy() + 1j * b_im.double().numpy(),
-             "C": c_re.double().numpy() + 1j * c_im.double().numpy(), "D": d.double().numpy()}
-        return torch.from_numpy(_zoh_output(u.detach().cpu().double().numpy(), p)).to(device=u.device, dtype=u.dtype)
-
-    @staticmethod
-    def symbolic(g, u, dt, a_re, a_im, b_re, b_im, c_re, c_im, d):
-        y = g.op(f"{DOMAIN}::S4D", u, dt, a_re, a_im, b_re, b_im, c_re, c_im, d)
-        y.setType(u.type())
-        return y
-
-    @staticmethod
-    def emit(u: torch.Tensor, p: dict[str, np.ndarray]) -> torch.Tensor:
-        """The node for channels-last u (batch, T, H) and float64 params."""
-        vals = [p["dt"], p["A"].real, p["A"].imag, p["B"].real, p["B"].imag, p["C"].real, p["C"].imag, p["D"]]
-        ts = [torch.tensor(np.asarray(v, np.float32)) for v in vals]
-        if _ACTIVE and _ACTIVE[-1] == "dynamo":  # torch.export: an ONNX node of our domain, as it stands
-            return torch.onnx.ops.symbolic(f"{DOMAIN}::S4D", (u, *ts), {}, dtype=u.dtype, shape=u.shape, version=1)
-        return S4DExportOp.apply(u, *ts)
-
-
-class S4DCore(nn.Module):
-    """causal_conv(u, K) + D u, as it stands in a traced S4D module: `layout_in`
-    and `layout_out` are 'BHL' (channels first) or 'BLH'."""
-
-    def __init__(self, params: dict[str, np.ndarray], layout_in: str, layout_out: str) -> None:
-        super().__init__()
-        self.params, self.layout_in, self.layout_out = params, layout_in, layout_out
-
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        u = u.transpose(1, 2) if self.layout_in == "BHL" else u
-        y = S4DExportOp.emit(u, self.params)
-        return y.transpose(1, 2) if self.layout_out == "BHL" else y
-
-
-# --- finding S4D-shaped modules ---------------------------------------------------------
-def _own(m: nn.Module) -> dict[str, torch.Tensor]:
-    d = dict(m.named_parameters(recurse=False))
-    d.update(dict(m.named_buffers(recurse=False)))
-    return d
-
-
-def find_s4d(model: nn.Module) -> list[tuple[str, nn.Module, nn.Module]]:
-    """(qualified name, layer holding D, module holding the kernel parameters)
-    of every S4D-shaped module; ExportError for one that is only half so."""
-    mods = dict(model.named_modules())
-    found = []
-    for name, m in mods.items():
-        own = _own(m)
-        if not any(k in own for k in MARKS):
-            continue
-        label = f"module '{name or '<root>'}' ({type(m).__name__})"
-        has = [k for k in KERNEL_PARAMS + ("D",) if k in own]
-        parent_name = name.rpartition(".")[0] if name else None
-        parent = mods.get(parent_name) if parent_name is not None else None
-        layer = m if "D" in own else (parent if parent is not None and "D" in _own(parent) else None)
-        missing = [k for k in KERNEL_PARAMS if k not in own] + (["D (here or in its parent)"] if layer is None else [])
-        if missing:
-            raise ExportError(f"{label} looks like an S4D layer (has {', '.join(has)}) but has no "
-                              f"{', '.join(missing)}")
-        _check_shapes(label, own, _own(layer)["D"])
-        found.append((name if layer is m else parent_name, layer, m))
-    return found
-
-
-def _check_shapes(label: str, own: dict[str, torch.Tensor], D: torch.Tensor) -> None:
-    dt = own["log_dt"]
-    if dt.dim() != 1:
-        raise ExportError(f"{label}: log_dt has shape {tuple(dt.shape)}, expected (H,)")
-    H = dt.shape[0]
-    ar = own["log_A_real"]
-    if ar.dim() != 2 or ar.shape[0] != H:
-        raise ExportError(f"{label}: log_A_real has shape {tuple(ar.shape)}, expected (H={H}, N/2)")
-    n2 = ar.shape[1]
-    if tuple(own["A_imag"].shape) != (H, n2):
-        raise ExportError(f"{label}: A_imag has shape {tuple(own['A_imag'].shape)}, expected ({H}, {n2})")
-    C = own["C"]
-    want = (H, n2) if torch.is_complex(C) else (H, n2, 2)
-    if tuple(C.shape) != want:
-        raise ExportError(f"{label}: C has shape {tuple(C.shape)}, expected {want} "
-                          "(complex C as a real view; one channel)")
-    if tuple(D.shape) != (H,):
-        raise ExportError(f"{label}: D has shape {tuple(D.shape)}, expected ({H},)")
-
-
-# --- replacing the kernel computation of a traced module --------------------------------
-def _core_of(name: str, layer: nn.Module, params: dict[str, np.ndarray], args: tuple) -> nn.Module:
-    """`layer` with its S4D output computed by an S4DCore (see module doc)."""
-    import torch.fx as fx
-
-    label = f"module '{name or '<root>'}' ({type(layer).__name__})"
+    `example_input`: (batch, time, features) as the model takes it; the batch
+    axis is dynamic in the export, the time length is the example's.
+    `exporter`: torch's "dynamo" (torch.export based; the default, as in
+    torch 2.13) or "torchscript" (the legacy one). `ssm_modules`: names (or
+    the modules) to realize by measurement; when None, every module no
+    adapter knows that mixes time steps is measured. Every error is an
+    ExportError naming the module.
+    """
+    if exporter not in EXPORTERS:
+        raise ExportError(f"exporter '{exporter}' is not one of {', '.join(EXPORTERS)}")
+    was_training = model.training
+    model.eval()
     try:
-        gm = fx.symbolic_trace(layer)
-    except Exception as e:  # noqa: BLE001 - any tracing failure is reported the same way
-        raise ExportError(f"{label}: torch.fx cannot trace its forward ({str(e).splitlines()[0][:160]})") from None
-    values: dict[Any, Any] = {}
-
-    class Recorder(fx.Interpreter):
-        def run_node(self, n):
-            r = super().run_node(n)
-            values[n] = r
-            return r
-
-    with torch.no_grad():
-        ref_out = Recorder(gm).run(*args)
-    H = params["D"].shape[0]
-    order = list(gm.graph.nodes)
-    cands = [n for n in order if isinstance(values.get(n), torch.Tensor) and values[n].dim() == 3
-             and values[n].is_floating_point()]
-    for i, n_u in enumerate(cands):
-        v = values[n_u].detach().cpu().double().numpy()
-        for lay_in in ("BHL", "BLH"):
-            if v.shape[1 if lay_in == "BHL" else 2] != H:
-                continue
-            u = v.transpose(0, 2, 1) if lay_in == "BHL" else v
-            want = _zoh_output(u, params)  # (B, T, H)
-            scale = max(float(np.abs(want).max()), 1e-12)
-            for n_y in cands[i + 1:]:
-                y = values[n_y].detach().cpu().double().numpy()
-                for lay_out, w in (("BLH", want), ("BHL", want.transpose(0, 2, 1))):
-                    if y.shape == w.shape and np.abs(y - w).max() <= MATCH_TOL * scale:
-                        return _rewrite(label, gm, n_u, n_y, S4DCore(params, lay_in, lay_out), args, ref_out)
-    raise ExportError(f"{label}: no value in its forward equals causal_conv(u, K) + D u for the kernel "
-                      "K its parameters define (ZOH, published S4D equations); cannot export it exactly")
+        return _export(model, example_input, path, opset, exporter, ssm_modules)
+    finally:
+        model.train(was_training)
 
 
-def _rewrite(label: str, gm, n_u, n_y, core: S4DCore, args: tuple, ref_out) -> nn.Module:
-    gm.add_submodule("s4dc_core", core)
-    with gm.graph.inserting_after(n_y):
-        new = gm.graph.call_module("s4dc_core", (n_u,))
-    n_y.replace_all_uses_with(new)
-    new.args = (n_u,)
-    gm.graph.eliminate_dead_code()
-    gm.recompile()
-    with torch.no_grad():
-        out = gm(*args)
-    a, b = _first_tensor(out), _first_tensor(ref_out)
+def _export(model, x, path, opset, exporter, ssm_modules) -> onnx.ModelProto:
+    if not isinstance(x, torch.Tensor) or x.dim() not in (2, 3):
+        raise ExportError(f"example_input must be a (batch, time, features) tensor, got "
+                          f"{getattr(x, 'shape', type(x).__name__)}")
+    T = int(x.shape[1])
+    mods = dict(model.named_modules())
+    adapted = find_layers(model)
+    named = _named(model, mods, ssm_modules)
+    calls, order = _run_recorded(model, x)
+    want = calls.pop("__output__")
+    repl: dict[str, nn.Module] = {}
+    first_ssm = None
+    for name, layer, adapt in adapted:
+        args = _args_of(calls, name, layer)
+        _refuse_bidirectional(name, layer)
+        repl[name] = _checked(name, layer, adapt(name, layer, args), args)
+        first_ssm = min(first_ssm if first_ssm is not None else len(order), order.index(name))
+    taken = list(repl)
+    for name in (named if ssm_modules is not None else _time_mixers(model, mods, calls, taken, T)):
+        layer = mods[name]
+        args = _args_of(calls, name, layer)
+        new, _ = realize(name, layer, args, T)
+        repl[name] = _checked(name, layer, new, args)
+        first_ssm = min(first_ssm if first_ssm is not None else len(order), order.index(name))
+    if first_ssm is not None:
+        _refuse_smooth_activations(mods, order, first_ssm, repl)
+    with _swapped(model, mods, repl) as m:
+        proto = _torch_export(m, x, opset, exporter)
+    _check_against(proto, x, want)
+    if path is not None:
+        write_atomic(path, lambda f: f.write(proto.SerializeToString()))
+    return proto
+
+
+def _named(model: nn.Module, mods: dict[str, nn.Module], ssm_modules) -> list[str]:
+    if ssm_modules is None:
+        return []
+    if isinstance(ssm_modules, (str, nn.Module)):
+        ssm_modules = [ssm_modules]
+    by_id = {id(m): n for n, m in mods.items()}
+    names = []
+    for s in ssm_modules:
+        n = by_id.get(id(s)) if isinstance(s, nn.Module) else s
+        if n is None or n not in mods:
+            what = f"'{s}'" if isinstance(s, str) else f"a {type(s).__name__}"
+            raise ExportError(f"ssm_modules: {what} is not a module of the model")
+        names.append(n)
+    return names
+
+
+def _run_recorded(model: nn.Module, x: torch.Tensor) -> tuple[dict, list[str]]:
+    """Run the model once: each module's first positional arguments, the
+    order in which modules are first called, and the output ('__output__')."""
+    calls: dict = {}
+    order: list[str] = []
+
+    def pre(name):
+        def hook(mod, args):
+            if name not in calls:
+                calls[name] = args
+                order.append(name)
+        return hook
+
+    hooks = [m.register_forward_pre_hook(pre(n)) for n, m in model.named_modules()]
+    try:
+        with torch.no_grad():
+            calls["__output__"] = model(x)
+    except S4dcError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's model failing on its own example
+        raise ExportError(f"the model fails on example_input of shape {tuple(x.shape)} ({cause_text(e)})") from None
+    finally:
+        for h in hooks:
+            h.remove()
+    return calls, order
+
+
+def _args_of(calls: dict, name: str, layer: nn.Module) -> tuple:
+    if name not in calls:
+        raise ExportError(f"{label(name, layer)} is never called on the example input")
+    return calls[name]
+
+
+def _refuse_bidirectional(name: str, layer: nn.Module) -> None:
+    if getattr(layer, "bidirectional", False) is True:
+        raise ExportError(f"{label(name, layer)} is bidirectional (bidirectional=True): it reads future "
+                          "time steps, so it is not causal and cannot stream on Loihi 2")
+
+
+def _checked(name: str, layer: nn.Module, new: nn.Module, args: tuple) -> nn.Module:
+    """`new`, after checking that it computes what `layer` computes on `args`."""
+    try:
+        with torch.no_grad():
+            a, b = _first_tensor(new(*args)), _first_tensor(layer(*args))
+    except S4dcError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(f"{label(name, layer)}: its replacement by s4dc's nodes fails ({cause_text(e)})") from None
     if a.shape != b.shape or _rel(a, b) > MATCH_TOL:
-        raise ExportError(f"{label}: after replacing its S4D kernel the module's output differs from the "
-                          f"original (relative error {_rel(a, b):.2e})")
-    return gm
+        err = _rel(a, b) if a.shape == b.shape else float("inf")
+        raise ExportError(f"{label(name, layer)}: after replacing its state space by s4dc's node the module's "
+                          f"output differs from the original (relative error {err:.2e})")
+    return new
 
 
-def _first_tensor(out):
+def _time_mixers(model: nn.Module, mods: dict[str, nn.Module], calls: dict, taken: list[str],
+                 T: int) -> list[str]:
+    """Modules to measure when the user names none: not torch's own, with
+    parameters or buffers of their own, called with one (batch, time,
+    features) tensor, outside and above no adapted layer, and whose output at
+    other time steps moves when one step's input does (pointwise modules
+    stay as they are). Innermost first; an enclosing module is not measured
+    again."""
+    rel = lambda a, b: a == b or a.startswith(b + ".") or b == ""  # noqa: E731 - a inside b
+    out: list[str] = []
+    names = [n for n in mods if n and n in calls]
+    for name in sorted(names, key=lambda n: -n.count(".")):
+        m, args = mods[name], calls[name]
+        if type(m).__module__.startswith("torch.") or not _own_tensors(m):
+            continue
+        if any(rel(name, t) or rel(t, name) for t in taken + out):
+            continue
+        if len(args) != 1 or not isinstance(args[0], torch.Tensor) or layout_of(args[0], T) is None:
+            continue
+        if _mixes_time(m, args[0], T):
+            out.append(name)
+    return sorted(out, key=list(mods).index)
+
+
+def _own_tensors(m: nn.Module) -> bool:
+    return any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False))
+
+
+def _mixes_time(m: nn.Module, x: torch.Tensor, T: int) -> bool:
+    t_axis = 1 if layout_of(x, T) == "BLH" else 2
+    base = x[:1].clone()
+    bumped = base.clone()
+    idx = [slice(None)] * 3
+    idx[t_axis] = T // 2
+    bumped[tuple(idx)] += 1.0 + float(base.abs().max())
+    try:
+        with torch.no_grad():
+            a, b = _first_tensor(m(base)), _first_tensor(m(bumped))
+    except Exception:  # noqa: BLE001 - a module that cannot take a probe is left to torch's exporter
+        return False
+    if a.shape != b.shape or a.dim() != 3:
+        return False
+    d = (a - b).abs()
+    keep = [slice(None)] * 3
+    keep[t_axis] = [t for t in range(a.shape[t_axis]) if t != T // 2]
+    scale = float(d.max()) or 1.0
+    return float(d[tuple(keep)].max()) > 1e-6 * scale if a.shape[t_axis] > 1 else False
+
+
+def _refuse_smooth_activations(mods: dict[str, nn.Module], order: list[str], first: int,
+                               repl: dict[str, nn.Module]) -> None:
+    """GELU, GLU and other smooth activations after the first state space layer."""
+    for name in order[first:]:
+        m = mods[name]
+        if isinstance(m, SMOOTH):
+            ssm = order[first]
+            raise ExportError(f"{label(name, m)} follows the state space layer '{ssm}': Loihi 2 runs ReLU "
+                              "activations only (the n-S4D model); replace it with nn.ReLU, fine-tune the "
+                              "model in float, export it again, and recover quantization loss with "
+                              "s4dc.torch.qat.QATNetwork (docs/torch.md)")
+
+
+@contextlib.contextmanager
+def _swapped(model: nn.Module, mods: dict[str, nn.Module], repl: dict[str, nn.Module]):
+    """The model with `repl` in place of the named modules, put back afterwards."""
+    if "" in repl:
+        yield repl[""]
+        return
+    saved = []
+    try:
+        for name, new in repl.items():
+            parent, _, attr = name.rpartition(".")
+            owner = mods[parent] if parent else model
+            saved.append((owner, attr, getattr(owner, attr)))
+            setattr(owner, attr, new)
+        yield model
+    finally:
+        for owner, attr, old in reversed(saved):
+            setattr(owner, attr, old)
+
+
+def _first_tensor(out) -> torch.Tensor:
     while isinstance(out, (tuple, list)):
         out = out[0]
+    if not isinstance(out, torch.Tensor):
+        raise ExportError(f"the model's output is a {type(out).__name__}, not a tensor")
     return out.detach().cpu().double()
 
 
@@ -219,73 +277,8 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
 
 
-# --- export ------------------------------------------------------------------------------
-def export(model: nn.Module, example_input: torch.Tensor, path: "str | os.PathLike | None" = None,
-           *, opset: int = 18, exporter: str = "dynamo") -> onnx.ModelProto:
-    """Write `model` as ONNX that `s4dc.compile` reads exactly; returns the model.
-
-    `example_input`: (batch, time, features) as the model takes it; the batch
-    axis is dynamic in the export, the time length is the example's. The
-    user's model is not modified. `exporter`: torch's "dynamo" (torch.export
-    based, torch's default) or "torchscript" (the legacy one).
-    """
-    from s4dc.torch.layers import NS4D, s4d_params
-
-    if exporter not in EXPORTERS:
-        raise ExportError(f"exporter '{exporter}' is not one of {', '.join(EXPORTERS)}")
-
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            want = model(example_input)
-        found = find_s4d(model)
-        m = copy.deepcopy(model)
-        inputs = _capture_inputs(model, [layer for _, layer, _ in found if not isinstance(layer, NS4D)], example_input)
-        mods = dict(m.named_modules())
-        for name, layer, owner in found:
-            if isinstance(layer, NS4D):  # its forward is ours: the canonical node and its ReLU
-                lay = "BHL" if layer.transposed else "BLH"
-                core = S4DCore(s4d_params(layer), lay, lay)
-                gm = nn.Sequential(core, nn.ReLU()) if layer.activation else core
-            else:
-                gm = _core_of(name, layer, s4d_params(layer, owner), inputs[id(layer)])
-            _replace(m, mods, name, gm)
-            if not name:
-                m = gm
-        proto = _torch_export(m, example_input, opset, exporter)
-    finally:
-        model.train(was_training)
-    _check_against(proto, example_input, want)
-    if path is not None:
-        write_atomic(path, lambda f: f.write(proto.SerializeToString()))
-    return proto
-
-
-def _capture_inputs(model: nn.Module, layers: list[nn.Module], x: torch.Tensor) -> dict[int, tuple]:
-    got: dict[int, tuple] = {}
-    hooks = [l.register_forward_pre_hook(lambda mod, args, _id=id(l): got.setdefault(_id, args)) for l in layers]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    for l in layers:
-        if id(l) not in got:
-            raise ExportError(f"module {type(l).__name__} is never called on the example input")
-    return got
-
-
-def _replace(root: nn.Module, mods: dict[str, nn.Module], name: str, new: nn.Module) -> None:
-    if not name:
-        return
-    parent, _, attr = name.rpartition(".")
-    setattr(mods[parent] if parent else root, attr, new)
-
-
 def _torch_export(m: nn.Module, x: torch.Tensor, opset: int, exporter: str) -> onnx.ModelProto:
-    _ACTIVE.append(exporter)
+    _emit.ACTIVE.append(exporter)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")  # deprecation and shape-inference warnings; the result is checked
@@ -302,12 +295,12 @@ def _torch_export(m: nn.Module, x: torch.Tensor, opset: int, exporter: str) -> o
     except ExportError:
         raise
     except Exception as e:  # noqa: BLE001 - torch's exporters raise many kinds
-        raise ExportError(f"torch's {exporter} exporter failed on the model after s4dc's S4D nodes were put in "
-                          f"({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})") from None
+        raise ExportError(f"torch's {exporter} exporter failed on the model after s4dc's nodes were put in "
+                          f"({cause_text(e)})") from None
     finally:
-        _ACTIVE.pop()
-    for n in proto.graph.node:  # torch's stack traces name FX's generated code and local paths:
-        keep = [p for p in n.metadata_props if not p.key.startswith("pkg.torch.")]  # not reproducible
+        _emit.ACTIVE.pop()
+    for n in proto.graph.node:  # only the scope metadata (KEEP_METADATA) is reproducible
+        keep = [p for p in n.metadata_props if p.key in KEEP_METADATA]
         del n.metadata_props[:]
         n.metadata_props.extend(keep)
     used = sorted({n.op_type for n in proto.graph.node if n.domain == DOMAIN})
