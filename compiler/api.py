@@ -13,6 +13,7 @@ import onnx
 from s4dc import __version__, plugins
 from s4dc.frontend import Frontend
 from s4dc.ir.graph import Graph
+from s4dc.ir.ops import READOUT
 from s4dc.network import NET_FORMAT, NET_FORMAT_VERSION, Network, check_time_length
 from s4dc.frontend.onnx_prep import opset_of, prepare, read_model
 from s4dc.errors import CalibrationError
@@ -127,13 +128,27 @@ def _calibration(source: "str | np.ndarray | None", graph: Graph) -> tuple[np.nd
         x = x[..., None]
     if not np.issubdtype(x.dtype, np.floating):
         raise CalibrationError(f"{path}: 'x' must be float32, got {x.dtype}")
-    if x.ndim != 3 or x.shape[1:] != (T, F) or x.shape[0] < 1:
-        raise CalibrationError(f"{path}: 'x' has shape {x.shape}, the model takes (n, {T}, {F})")
+    fixed = _time_fixed_by(graph)
+    if x.ndim != 3 or x.shape[2] != F or x.shape[0] < 1 or x.shape[1] < 1 or (fixed and x.shape[1] != T):
+        why = f" ({fixed} fixes the time length)" if fixed and x.ndim == 3 and x.shape[2] == F else ""
+        want = f"(n, {T}, {F})" if fixed else f"(n, time, {F})"
+        raise CalibrationError(f"{path}: 'x' has shape {x.shape}, the model takes {want}{why}")
     if not np.all(np.isfinite(x)):
         raise CalibrationError(f"{path}: 'x' holds NaN or Inf")
     sha = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()[:16]
     where = "the given array" if isinstance(source, np.ndarray) else Path(source).name
     return x.astype(np.float64), f"{x.shape[0]} sequences from {where} (sha256 {sha})"
+
+
+def _time_fixed_by(graph: Graph) -> str:
+    """What ties the network to its model's time length, or "" when every
+    layer is recurrent or pointwise in time: then it calibrates and runs at
+    any length (a stream calibrated as long as it will run sees its peaks)."""
+    kernels = graph.meta.get("kernel_lengths") or {}
+    if kernels:
+        return f"the convolution kernel of {sorted(kernels)[0]}"
+    readout = next((l for l in graph.layers if l.is_(READOUT)), None)
+    return f"the time readout {readout.name}" if readout is not None else ""
 
 
 def _flat(out: "np.ndarray | list[np.ndarray]") -> np.ndarray:

@@ -86,7 +86,7 @@ def test_per_layer_precision_config(tmp_path):
 
 @pytest.mark.parametrize("setup,cls,text", [
     (lambda d: np.savez(d / "c.npz", x=np.zeros((4, 48, 5), np.float32)), errors.CalibrationError,
-     "has shape (4, 48, 5), the model takes (n, 48, 3)"),
+     "has shape (4, 48, 5), the model takes (n, time, 3)"),
     (lambda d: np.savez(d / "c.npz", x=np.zeros((4, 48, 3), np.int32)), errors.CalibrationError, "must be float32"),
     (lambda d: np.savez(d / "c.npz", y=np.zeros((4, 48, 3), np.float32)), errors.CalibrationError, "cannot read"),
     (lambda d: (d / "p.json").write_text(json.dumps({"LayerName": {"nope": {"weight": 4}}})), errors.ConfigError,
@@ -108,3 +108,25 @@ def test_bad_calibration_or_config(setup, cls, text, tmp_path, capsys):
     flag = ["--calibration", opt["calibration"]] if "calibration" in opt else ["--config", opt["config"]]
     assert main([str(SCAN / "scan_dense.onnx"), "-o", str(tmp_path / "net"), "-q"] + flag) == 2
     assert not (tmp_path / "net").exists()
+
+
+def test_recurrent_network_calibrates_at_any_length(rng):
+    # Every layer is recurrent or pointwise in time: a calibration set as long
+    # as the stream it will run sees that stream's peaks.
+    x_run = rng.standard_normal((8, 4 * 48, 3)).astype(np.float32)
+    float_net = s4dc.compile(SCAN / "scan_dense.onnx", float_only=True)
+    ref = float_net.run(x_run)
+    long_net = s4dc.compile(SCAN / "scan_dense.onnx", calibration=rng.standard_normal((16, 4 * 48, 3)))
+    y = long_net.run(x_run)
+    rel = float(np.sqrt(np.mean((y - ref) ** 2) / np.mean(ref ** 2)))
+    assert rel < 0.05, rel
+    assert long_net.manifest["calibration"].startswith("16 sequences from the given array")
+
+
+def test_kernel_fixes_the_calibration_length(tmp_path):
+    np.savez(tmp_path / "c.npz", x=np.zeros((2, 128, 1), np.float32))
+    with pytest.raises(errors.CalibrationError) as e:
+        s4dc.compile(Path(__file__).parents[1] / "examples" / "digits" / "model.onnx",
+                     calibration=str(tmp_path / "c.npz"))
+    assert str(e.value).endswith("'x' has shape (2, 128, 1), the model takes (n, 64, 1) (the convolution "
+                                 "kernel of node_Conv_40 fixes the time length)")
