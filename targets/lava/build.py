@@ -31,6 +31,7 @@ from s4dc.targets.lava.errors import LavaRunError
 from s4dc.targets.lava.plan import GroupSpec, LavaPlan, SynapseSpec
 from s4dc.targets.lava.processes import (MessageSink, MessageSource, PyMessageSinkFixed, PyMessageSourceFixed,
                                          PyS4dNeuronFixed, PyUnitFixed, S4dNeuron, Unit)
+from s4dc.targets.lava.processes_mimo import MimoNeuron, PyMimoNeuronFixed
 
 # The fixed_pt models of every process we create. Lava's compiler finds a
 # process's models by importing every module beside the process's module
@@ -40,7 +41,7 @@ from s4dc.targets.lava.processes import (MessageSink, MessageSource, PyMessageSi
 FIXED_MODELS = {Dense: PyDenseModelBitAcc, DelayDense: PyDelayDenseModelBitAcc,
                 Sparse: PySparseModelBitAcc, DelaySparse: PyDelaySparseModelBitAcc,
                 MessageSource: PyMessageSourceFixed, MessageSink: PyMessageSinkFixed,
-                Unit: PyUnitFixed, S4dNeuron: PyS4dNeuronFixed}
+                Unit: PyUnitFixed, S4dNeuron: PyS4dNeuronFixed, MimoNeuron: PyMimoNeuronFixed}
 
 
 class LavaNetwork:
@@ -107,6 +108,10 @@ class LavaNetwork:
                              message_bits=p["message_bits"], channels=p["channels"],
                              states_per_channel=p["states_per_channel"], placement=g.placement, name=g.name,
                              **self._timing(g))
+        if g.kind == "mimo":
+            return MimoNeuron(modes=p["modes"], a_re=p["a_re"], a_im=p["a_im"], b_shift=p["b_shift"],
+                              a_frac=p["a_frac"], x_shift=p["x_shift"], state_bits=p["state_bits"],
+                              message_bits=p["message_bits"], placement=g.placement, name=g.name, **self._timing(g))
         raise AssertionError(g.kind)
 
     def _synapse(self, s: SynapseSpec):
@@ -185,7 +190,7 @@ class LavaNetwork:
     def _saturations(self) -> dict[str, int]:
         sats: dict[str, int] = {}
         for g in self.plan.groups.values():
-            if g.kind in ("unit", "s4d"):
+            if g.kind in ("unit", "s4d", "mimo"):
                 n = int(self.procs[g.name].saturations.get()[0])
                 sats[g.layer] = sats.get(g.layer, 0) + n
         return sats

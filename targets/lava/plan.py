@@ -16,6 +16,9 @@ Mapping (docs/lava.md):
     qadd     -> Sparse/DelaySparse per input (weight 1, shift; the shorter branch delayed)
                                                          -> Unit (sat)
     relu     -> Sparse (identity)                        -> Unit (ReLU)
+    qmimo    -> Dense (B sums: [b_re; b_im], exact)      -> MimoNeuron (P modes, 2P ports)
+                                                         -> Dense ([c_re, -c_im], c_shift) -> Unit
+                DelayDense (D path: d, d_shift, delay 1) ------------------------------> Unit
     output / host layers: MessageSink on the producing group (no synapse)
 
 Every synapse adds one time step (lava's Dense and Sparse send the previous
@@ -57,6 +60,10 @@ def lava_weights(w: np.ndarray, bits: int, shift: int) -> tuple[np.ndarray, int,
     return np.asarray(w, np.int64) << k, -(int(shift) + k), bits
 
 
+# Synapse roles with all-to-all weights (lava Dense); the others are one-to-one (Sparse).
+DENSE_ROLES = ("affine", "mimo_b", "mimo_c", "mimo_d")
+
+
 @dataclass
 class SynapseSpec:
     """One lava Dense/Sparse (delay 0) or DelayDense/DelaySparse (delay > 0)."""
@@ -77,7 +84,7 @@ class SynapseSpec:
     def sparse(self) -> bool:
         """One-to-one wiring (state expansion and sum, D path, adds, ReLU)
         goes to lava's Sparse: same bit-accurate arithmetic, no zero synapses."""
-        return self.role != "affine"
+        return self.role not in DENSE_ROLES
 
     @property
     def lava(self) -> tuple[np.ndarray, int, int]:
@@ -141,7 +148,8 @@ class LavaPlan:
                 "processes": len(self.groups) + len(self.synapses), "groups": kinds,
                 "synapses": {"dense": sum(s.delay == 0 for s in self.synapses),
                              "delay_dense": sum(s.delay > 0 for s in self.synapses)},
-                "neurons": sum(g.size for g in self.groups.values() if g.kind in ("unit", "s4d")),
+                "neurons": sum(g.params.get("modes", g.size) for g in self.groups.values()
+                               if g.kind in ("unit", "s4d", "mimo")),
                 "warnings": list(self.warnings), "placement": self.placement_source}
 
 
@@ -265,6 +273,28 @@ def _map_qssm(m: Mapper, l: Layer) -> None:
     m.add_syn(SynapseSpec(f"{l.name}.d", l.name, "d", src, l.name, np.diag(np.asarray(p["d"], np.int64)),
                           int(_bits(l).get("weight", MAX_WEIGHT_BITS)), int(a["d_shift"]), mb, delay=1))
     m.unit(l, lat + 2, H, p["bias_mant"], a["bias_exp"], a.get("relu", False))
+    m.tgroup[l.output] = l.name
+
+
+@LAVA_OPS.register("qmimo")
+def _map_qmimo(m: Mapper, l: Layer) -> None:
+    src, lat, mb = m.src_of(l.inputs[0])
+    p, a = l.params, l.attrs
+    wbits = int(_bits(l).get("weight", MAX_WEIGHT_BITS))
+    P = int(p["a_re"].shape[0])
+    modes = f"{l.name}.modes"
+    m.add_syn(SynapseSpec(f"{l.name}.b", l.name, "mimo_b", src, modes,
+                          np.concatenate([p["b_re"], p["b_im"]]).astype(np.int64), wbits, 0, mb))
+    m.add_group(GroupSpec(modes, l.name, "mimo", 2 * P, lat + 1, {
+        "modes": P, "a_re": np.asarray(p["a_re"], np.int64), "a_im": np.asarray(p["a_im"], np.int64),
+        "b_shift": np.asarray(p["b_shift"], np.int64), "a_frac": int(a["a_frac"]), "x_shift": int(a["x_shift"]),
+        "state_bits": int(_bits(l).get("state", STATE_BITS)), "message_bits": _msg_bits(l)}))
+    m.add_syn(SynapseSpec(f"{l.name}.c", l.name, "mimo_c", modes, l.name,
+                          np.concatenate([p["c_re"], -np.asarray(p["c_im"])], axis=1).astype(np.int64), wbits,
+                          int(a["c_shift"]), _msg_bits(l)))
+    m.add_syn(SynapseSpec(f"{l.name}.d", l.name, "mimo_d", src, l.name, np.asarray(p["d"], np.int64), wbits,
+                          int(a["d_shift"]), mb, delay=1))
+    m.unit(l, lat + 2, m.graph.tensors[l.output].features, p["bias_mant"], a["bias_exp"], a.get("relu", False))
     m.tgroup[l.output] = l.name
 
 
