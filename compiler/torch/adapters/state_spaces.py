@@ -38,17 +38,17 @@ def find_s4d(model: nn.Module) -> list[tuple[str, nn.Module, nn.Module]]:
     of every S4D-shaped module that no class-path adapter claims; ExportError
     for one that is only half so."""
     mods = dict(model.named_modules())
+    claimed = [n for n, m in mods.items() if class_path(m) in ADAPTERS]
     found = []
     for name, m in mods.items():
         own = _own(m)
-        if not any(k in own for k in MARKS) or class_path(m) in ADAPTERS:
+        if not any(k in own for k in MARKS) or any(name == c or name.startswith(c + ".") or c == ""
+                                                   for c in claimed):
             continue
         lab = label(name, m)
         has = [k for k in KERNEL_PARAMS + ("D",) if k in own]
         parent_name = name.rpartition(".")[0] if name else None
         parent = mods.get(parent_name) if parent_name is not None else None
-        if parent is not None and class_path(parent) in ADAPTERS:
-            continue
         layer = m if "D" in own else (parent if parent is not None and "D" in _own(parent) else None)
         missing = [k for k in KERNEL_PARAMS if k not in own] + (["D (here or in its parent)"] if layer is None else [])
         if missing:
