@@ -55,8 +55,9 @@ def rel_rms(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(np.mean((a - b) ** 2)) / np.sqrt(np.mean(b ** 2)))
 
 
-def check_done_when(model: nn.Module, tmp_path, float_tol: float) -> dict:
-    """Export, compile float and quantized, compare with torch; returns the errors."""
+def check_done_when(model: nn.Module, tmp_path, float_tol: float, what: str) -> dict:
+    """Export, compile float and quantized, compare with torch; returns the errors
+    and prints them (`pytest -s -k done_when` prints docs/torch.md's table)."""
     model.eval()
     path = tmp_path / "m.onnx"
     export(model, torch.randn(2, T, D_IN), path)
@@ -71,13 +72,14 @@ def check_done_when(model: nn.Module, tmp_path, float_tol: float) -> dict:
     cal = g.standard_normal((64, T, D_IN)).astype(np.float32)
     q_err = rel_rms(s4dc.compile(path, calibration=cal, place=False).run(x), want)
     assert q_err <= QUANT
+    print(f"\n| {what} | {f_err:.1e} | {q_err:.1e} |")
     return {"float": f_err, "quantized": q_err}
 
 
 # --- s4dc's NS4D and the state-spaces S4D -------------------------------------------------
 def test_ns4d_done_when(tmp_path):
     torch.manual_seed(10)
-    check_done_when(TwoLayer(lambda h: NS4D(h, 16), relu=False), tmp_path, EXACT)
+    check_done_when(TwoLayer(lambda h: NS4D(h, 16), relu=False), tmp_path, EXACT, "s4dc | 0.1.0 | NS4D | exact")
 
 
 class SSKernel(nn.Module):
@@ -117,7 +119,8 @@ class SSS4D(nn.Module):
 
 def test_state_spaces_s4d_done_when(tmp_path):
     torch.manual_seed(11)
-    check_done_when(TwoLayer(SSS4D, tuple_out=True), tmp_path, EXACT)
+    check_done_when(TwoLayer(SSS4D, tuple_out=True), tmp_path, EXACT,
+                    "state-spaces (models/s4/s4d.py) | - | S4D | exact")
 
 
 def test_state_spaces_multichannel_s4d_is_refused_as_mimo():
@@ -165,7 +168,8 @@ def lrnnx_s4d(relu: bool = True, **kw):
 @needs_lrnnx
 def test_lrnnx_s4d_done_when(tmp_path):
     torch.manual_seed(13)
-    check_done_when(TwoLayer(lrnnx_s4d(), relu=False, tuple_out=True), tmp_path, EXACT)
+    check_done_when(TwoLayer(lrnnx_s4d(), relu=False, tuple_out=True), tmp_path, EXACT,
+                    "lrnnx | 1.0.0.post1 | S4D | exact")
 
 
 @needs_lrnnx

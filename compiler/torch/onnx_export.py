@@ -100,6 +100,7 @@ def _export(model, x, path, opset, exporter, ssm_modules) -> onnx.ModelProto:
     for name in (named if ssm_modules is not None else _time_mixers(model, mods, calls, taken, T)):
         layer = mods[name]
         args = _args_of(calls, name, layer)
+        _refuse_bidirectional(name, layer)
         new, _ = realize(name, layer, args, T)
         repl[name] = _checked(name, layer, new, args)
         first_ssm = min(first_ssm if first_ssm is not None else len(order), order.index(name))
