@@ -187,8 +187,9 @@ def _checked(name: str, layer: nn.Module, new: nn.Module, args: tuple) -> nn.Mod
 
 def _time_mixers(model: nn.Module, mods: dict[str, nn.Module], calls: dict, taken: list[str],
                  T: int) -> list[str]:
-    """Modules to measure when the user names none: not torch's own, with
-    parameters or buffers of their own, called with one (batch, time,
+    """Modules to measure when the user names none: not torch's own, holding
+    parameters or buffers (their own or their children's; a library layer
+    may keep them in an inner module), called with one (batch, time,
     features) tensor, outside and above no adapted layer, and whose output at
     other time steps moves when one step's input does (pointwise modules
     stay as they are). Innermost first; an enclosing module is not measured
@@ -198,7 +199,7 @@ def _time_mixers(model: nn.Module, mods: dict[str, nn.Module], calls: dict, take
     names = [n for n in mods if n and n in calls]
     for name in sorted(names, key=lambda n: -n.count(".")):
         m, args = mods[name], calls[name]
-        if type(m).__module__.startswith("torch.") or not _own_tensors(m):
+        if type(m).__module__.startswith("torch.") or not _has_tensors(m):
             continue
         if any(rel(name, t) or rel(t, name) for t in taken + out):
             continue
@@ -209,8 +210,8 @@ def _time_mixers(model: nn.Module, mods: dict[str, nn.Module], calls: dict, take
     return sorted(out, key=list(mods).index)
 
 
-def _own_tensors(m: nn.Module) -> bool:
-    return any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False))
+def _has_tensors(m: nn.Module) -> bool:
+    return any(True for _ in m.parameters()) or any(True for _ in m.buffers())
 
 
 def _mixes_time(m: nn.Module, x: torch.Tensor, T: int) -> bool:
