@@ -6,7 +6,12 @@ simulator within 2x the float32 reference's time per sample-step at batch
 256, and the full 10k test set through all 784 steps in under 5 minutes on
 2 cores (projected from the measured batch rate, or measured with --full).
 
-    .venv/bin/python benchmarks/sim_throughput.py [--model examples/fashion/model.onnx] [--full]
+    .venv/bin/python benchmarks/sim_throughput.py [--model examples/fashion/model.onnx] [--full] [--no-mimo]
+
+MIMO (issue 13): an S5-shaped network (4 MIMO layers, H=64, P=256 shared
+complex modes each, dense B and C, written with CanonicalModel.mimo) runs
+through the same simulator; goal: within 2x the S4D model's time per
+complex state-step at batch 256.
 """
 from __future__ import annotations
 
@@ -94,6 +99,7 @@ def main() -> None:
     ap.add_argument("--calibration", default=None)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--full", action="store_true", help="also run the full Fashion-MNIST test set")
+    ap.add_argument("--no-mimo", action="store_true", help="skip the MIMO (S5-shaped) model")
     a = ap.parse_args()
     model = Path(a.model)
     calib = a.calibration or str(model.parent / "calibration.npz")
@@ -117,6 +123,9 @@ def main() -> None:
     proj = r_int * 10000 * 784
     print(f"10k x 784 projected from the batch-{a.batch} rate: {proj:.0f} s (goal < 300 s; "
           "the numba kernel spreads samples over both cores)")
+    if not a.no_mimo:
+        per_state = r_int / sum(l.params["a_re"].size for l in ssm)
+        mimo_bench(a.batch, T, per_state)
     if a.full:
         import importlib.util
         spec = importlib.util.spec_from_file_location("fdata", model.parent / "data.py")
@@ -126,6 +135,40 @@ def main() -> None:
         t0 = time.perf_counter()
         out = net.run(xt)
         print(f"full test set {xt.shape}: {time.perf_counter() - t0:.0f} s, accuracy {np.mean(out.argmax(1) == yt):.4f}")
+
+
+def s5_model(T: int, H: int = 64, P: int = 256, layers: int = 4, seed: int = 0):
+    """An S5-shaped model in the canonical MIMO form (S5's init: Lambda with
+    real part -1/2 and growing imaginary parts, log-uniform dt)."""
+    from s4dc.frontend.canonical import CanonicalModel
+
+    rng = np.random.default_rng(seed)
+    m = CanonicalModel(features=1, time=T)
+    m.linear(rng.standard_normal((H, 1)), np.zeros(H))
+    for _ in range(layers):
+        lam = -0.5 + 1j * np.pi * np.arange(P) / 4
+        dt = np.exp(rng.uniform(np.log(1e-3), np.log(1e-1), P))
+        B = (rng.standard_normal((P, H)) + 1j * rng.standard_normal((P, H))) / np.sqrt(2 * H)
+        C = (rng.standard_normal((H, P)) + 1j * rng.standard_normal((H, P))) / np.sqrt(2 * P)
+        m.mimo(lam, B, C, rng.standard_normal((H, H)) / np.sqrt(H), dt=dt).relu()
+    m.readout("mean").linear(rng.standard_normal((10, H)) / np.sqrt(H), np.zeros(10))
+    return m.to_onnx()
+
+
+def mimo_bench(batch: int, T: int, siso_per_state: float) -> None:
+    rng = np.random.default_rng(1)
+    cal = rng.uniform(0, 1, (16, T, 1)).astype(np.float32)
+    net = s4dc.compile(s5_model(T), calibration=cal, place=False)
+    q = [l for l in net.graph.layers if l.op == "qmimo"]
+    P = sum(l.params["a_re"].size for l in q)
+    x = rng.uniform(0, 1, (batch, T, 1)).astype(np.float32)
+    r = rate(net.run, x)
+    # each mode also does its dense synapse work: 2 H_in (B) + 2 H_out (C) MACs, plus D's H_out H_in per layer
+    macs = sum(l.params["b_re"].size * 2 + l.params["c_re"].size * 2 + l.params["d"].size for l in q)
+    print(f"MIMO (S5-shaped): {len(q)} layers, {P} complex modes, H=64, T={T}: {r * 1e6:7.1f} us/sample-step; per "
+          f"complex state-step {r / P * 1e9:.2f} ns vs S4D {siso_per_state * 1e9:.2f} ns, ratio "
+          f"{r / P / siso_per_state:.2f} (goal <= 2; a MIMO mode carries {macs // P} synaptic MACs per step "
+          f"against the S4D state's 3: {r / macs * 1e12:.0f} ps per MAC)")
 
 
 def _sunk(g: Graph) -> Graph:

@@ -19,6 +19,14 @@ How a layer maps (docs/hardware_model.md has the per-item costs):
   on the channel unit's core, so the per-state messages never leave the
   core; only when one channel alone does not fit a core is it split into
   state chunks that send their messages to the unit's core.
+- `qmimo` (mimo): two dense stages. P mode neurons (one per complex mode,
+  state neurons with their a coefficients), each with two dense rows of
+  H_in synapses (b_re, b_im), named `LAYER/modes` in the parts; every mode
+  sends two messages (re, im) per step. Then H_out output units with a dense
+  row of 2P (C) + H_in (D) synapses each. Modes split over cores like dense
+  units: with all-to-all B and C every mode part needs every input and
+  every output part needs every mode, so the traffic depends on the number
+  of parts, not on which modes share one (the mimo pass keeps a fixed order).
 - `qadd` / `relu`: one unit per feature with 2 / 1 sparse synapses. (A float
   graph's `relu` after an affine or ssm is fused into it, as quantization
   does; quantized graphs already have it fused.)
@@ -153,6 +161,10 @@ class _L:
     fanin: int = 0            # dense: input features
     n_states: int = 0         # ssm: states per channel
     arity: int = 1            # elementwise: inputs per unit
+    rows: int = 1             # dense: synapse rows per unit (a MIMO mode: b_re and b_im)
+    msgs: int = 1             # messages each unit sends per step (a MIMO mode: re and im)
+    state: bool = False       # units are state neurons (MIMO modes), not sigma-delta units
+    of: str = ""              # the graph layer this stage belongs to, where it is not `name`
     sources: list[str | None] = field(default_factory=list)  # on-chip source layer per input (None: host)
     activity: float = 1.0
 
@@ -184,6 +196,20 @@ def _ssm_view(l: Layer, t: Tensor, bw: BitWidths, srcs: list[str | None]) -> _L:
                              "first (the float flow does)")
     a = l.params["A"] if l.is_(SSM) else l.params["a_re"]
     return _L(l.name, l.op, "ssm", int(a.shape[0]), bw, n_states=int(a.shape[1]), sources=srcs)
+
+
+@PARTITION_OPS.register("mimo", "qmimo")
+def _mimo_view(l: Layer, t: Tensor, bw: BitWidths, srcs: list[str | None]) -> list[_L]:
+    """Two dense stages: the mode neurons (`LAYER/modes`), then the output units."""
+    if l.op == "mimo" and l.attrs.get("form") != "diagonal":
+        raise PlacementError(f"{l.where()}: a dense shared state matrix cannot be partitioned; diagonalize "
+                             "first (the float flow does)")
+    P = int((l.params["A"] if l.op == "mimo" else l.params["a_re"]).shape[0])
+    h_in = int((l.params["B"] if l.op == "mimo" else l.params["b_re"]).shape[1])
+    modes = _L(f"{l.name}/modes", l.op, "dense", P, bw, fanin=h_in, rows=2, msgs=2, state=True, sources=srcs,
+               of=l.name)
+    units = _L(l.name, l.op, "dense", int(t.features), bw, fanin=2 * P + h_in, sources=[modes.name] + srcs)
+    return [modes, units]
 
 
 @PARTITION_OPS.register("relu", "add", "qadd")
@@ -219,7 +245,8 @@ def _layers(graph: Graph) -> list[_L]:
                 alias[l.name] = p.name  # fused into its producer (float graphs; quantize does the same)
                 continue
         alias[l.name] = l.name
-        out.append(view(l, t, _widths(l), srcs))
+        v = view(l, t, _widths(l), srcs)
+        out.extend(v if isinstance(v, list) else [v])  # a layer may be several stages (mimo)
     return out
 
 
@@ -240,8 +267,8 @@ def _per_unit(spec: HardwareSpec, L: _L, dests: float) -> dict[str, float]:
     unit = spec.unit_neuron_bits(bw)
     out_axon = dests * spec.axon_out_bytes * 8
     if L.kind == "dense":
-        return {"neurons": 1, "neuron memory": unit, "synapse memory": L.fanin * spec.dense_synapse_bits(bw),
-                "axon memory": out_axon}
+        return {"neurons": 1, "neuron memory": spec.state_neuron_bits(bw) if L.state else unit,
+                "synapse memory": L.rows * L.fanin * spec.dense_synapse_bits(bw), "axon memory": L.msgs * out_axon}
     if L.kind == "ssm":
         n = L.n_states
         return {"neurons": n + 1, "neuron memory": n * spec.state_neuron_bits(bw) + unit,
@@ -487,8 +514,8 @@ def _build(spec: HardwareSpec, layers: list[_L], nparts: dict[str, int],
                             internal[(pi, qi)] = p.state_range[1] - p.state_range[0]
     edges: list[Edge] = []
     for (pi, qi), ivs in sorted(links.items()):
-        n = _union_len(ivs)
         src_layer = protos[pi].layer
+        n = _union_len(ivs) * src_layer.msgs
         edges.append(Edge(pi, qi, n * src_layer.activity, n))
     for (pi, qi), n in sorted(internal.items()):
         edges.append(Edge(pi, qi, float(n), n))
@@ -497,7 +524,7 @@ def _build(spec: HardwareSpec, layers: list[_L], nparts: dict[str, int],
     for e in edges:
         q = protos[e.dst]
         if q.layer.kind == "dense":
-            fan = q.channels[1] - q.channels[0]
+            fan = (q.channels[1] - q.channels[0]) * q.layer.rows
         elif q.layer.kind == "ssm":
             fan = (q.state_range[1] - q.state_range[0] if q.state_range else q.layer.n_states) + \
                 (1 if q.has_units else 0)
@@ -525,8 +552,9 @@ def _build(spec: HardwareSpec, layers: list[_L], nparts: dict[str, int],
             syn_bits = syn * spec.sparse_synapse_bits(bw)
             ins = c if L.sources and L.sources[0] is None else 0  # host input still needs axons
         elif L.kind == "dense":
-            neurons, neuron_bits = c, c * unit_bits
-            syn, syn_bits = c * L.fanin, c * L.fanin * spec.dense_synapse_bits(bw)
+            neurons, neuron_bits = c, c * (spec.state_neuron_bits(bw) if L.state else unit_bits)
+            syn = c * L.fanin * L.rows
+            syn_bits = syn * spec.dense_synapse_bits(bw)
             ins = L.fanin if any(s is None for s in L.sources) else 0
         else:
             neurons, neuron_bits = c, c * unit_bits
@@ -539,7 +567,7 @@ def _build(spec: HardwareSpec, layers: list[_L], nparts: dict[str, int],
             host_ops = ins * (L.n_states + 1 if L.kind == "ssm" else (c if L.kind == "dense" else 1))
         parts.append(Part(i, L.name, L.op, q.channels, q.state_range, q.has_units, neurons,
                           (q.state_range[1] - q.state_range[0]) if q.state_range else
-                          (c * L.n_states if L.kind == "ssm" else 0), syn, mem,
+                          (c * L.n_states if L.kind == "ssm" else (c if L.state else 0)), syn, mem,
                           fan_in.get(i, 0.0) + host_ops))
     return parts, edges
 
@@ -652,7 +680,7 @@ def cost_parts(P: Partitioning) -> list[dict[str, Any]]:
 def depth_steps(graph: Graph) -> int:
     """Pipeline depth of the on-chip layers (synapse stages), as the report counts it."""
     d = cost.depths((l.name, l.op, list(l.inputs), l.output) for l in graph.layers)
-    return max((d[L.name] for L in _layers(graph)), default=0)
+    return max((d[L.of or L.name] for L in _layers(graph)), default=0)
 
 
 def estimate(P: Partitioning, depth: int) -> dict[str, Any]:

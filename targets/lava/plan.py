@@ -177,7 +177,8 @@ def read_placement(path: str | Path | None, graph: Graph) -> tuple[dict[str, lis
             out.setdefault(str(part["layer"]), []).append(entry)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise LavaMappingError(f"{p}: not a placement file with 'partitions' of layer/chip/core ({e})") from None
-    names = {l.name for l in graph.layers}
+    # a MIMO layer's mode neurons are parts of their own, `LAYER/modes` (passes/partition.py)
+    names = {l.name for l in graph.layers} | {f"{l.name}/modes" for l in graph.layers if l.op == "qmimo"}
     unknown = sorted(set(out) - names)
     if unknown:
         raise LavaMappingError(f"{p}: placement names layers the network does not have: {', '.join(unknown)}")
@@ -285,10 +286,12 @@ def _map_qmimo(m: Mapper, l: Layer) -> None:
     modes = f"{l.name}.modes"
     m.add_syn(SynapseSpec(f"{l.name}.b", l.name, "mimo_b", src, modes,
                           np.concatenate([p["b_re"], p["b_im"]]).astype(np.int64), wbits, 0, mb))
-    m.add_group(GroupSpec(modes, l.name, "mimo", 2 * P, lat + 1, {
+    m.syns[-1].placement = m.where_placed.get(f"{l.name}/modes")  # synapses live at the receiving cores
+    g = m.add_group(GroupSpec(modes, l.name, "mimo", 2 * P, lat + 1, {
         "modes": P, "a_re": np.asarray(p["a_re"], np.int64), "a_im": np.asarray(p["a_im"], np.int64),
         "b_shift": np.asarray(p["b_shift"], np.int64), "a_frac": int(a["a_frac"]), "x_shift": int(a["x_shift"]),
         "state_bits": int(_bits(l).get("state", STATE_BITS)), "message_bits": _msg_bits(l)}))
+    g.placement = m.where_placed.get(f"{l.name}/modes")
     m.add_syn(SynapseSpec(f"{l.name}.c", l.name, "mimo_c", modes, l.name,
                           np.concatenate([p["c_re"], -np.asarray(p["c_im"])], axis=1).astype(np.int64), wbits,
                           int(a["c_shift"]), _msg_bits(l)))

@@ -7,7 +7,7 @@ Per mode p, with the B synapses' exact sums r_p + i i_p of the input messages:
 the same update as the S4D neuron's (`qssm.next_state`, one round half up
 of the exact sum), with the synapse sum in place of b u. The simulator
 forms every step's drive `(r, i) 2^-b_shift + 1/2` for a whole sequence in
-one BLAS call (exact: integer sums below 2^53 scaled by powers of two, the
+one BLAS call (B's rows [b_re; b_im] together) (exact: integer sums below 2^53 scaled by powers of two, the
 argument of qssm.py), so the recurrence here is elementwise over modes:
 
 - the numba kernel (numba installed, `S4DC_NO_JIT` unset): each mode's
@@ -25,38 +25,39 @@ from s4dc.targets.loihi2 import qssm
 from s4dc.targets.loihi2.qssm import AVAILABLE, next_state, numba, saturate
 
 
-def run_modes(a_re: np.ndarray, a_im: np.ndarray, d_re: np.ndarray, d_im: np.ndarray, x_re: np.ndarray,
-              x_im: np.ndarray, lo: float, hi: float, jit: bool) -> tuple[np.ndarray, np.ndarray, int]:
-    """States over a sequence. a: (P,) folded coefficients (a_int 2^-a_frac);
-    d: (T, B, P) drives (input term plus the rounding's half); x: (B, P)
-    state, updated in place. Returns the states (T, B, P) re and im, and the
-    count of saturated values."""
-    xs_re, xs_im = np.empty(d_re.shape), np.empty(d_im.shape)
+def run_modes(a_re: np.ndarray, a_im: np.ndarray, d: np.ndarray, x_re: np.ndarray, x_im: np.ndarray,
+              lo: float, hi: float, jit: bool) -> int:
+    """States over a sequence, in place. a: (P,) folded coefficients
+    (a_int 2^-a_frac); d: (T, B, 2P) drives (input term plus the rounding's
+    half; real parts, then imaginary parts), overwritten with the states
+    [x_re | x_im] of every step, the layout the mode neurons send them in
+    (one buffer in and out: half the memory traffic of separate arrays);
+    x: (B, P) state, updated in place. Returns the count of saturated values."""
     if jit and AVAILABLE:
-        fn = _kernel_parallel if qssm.PARALLEL and d_re.shape[1] > 1 else _kernel_serial
-        sat = fn(a_re, a_im, d_re, d_im, x_re, x_im, lo, hi, xs_re, xs_im)
-    else:
-        sat = _modes_numpy(a_re, a_im, d_re, d_im, x_re, x_im, lo, hi, xs_re, xs_im)
-    return xs_re, xs_im, int(sat)
+        fn = _kernel_parallel if qssm.PARALLEL and d.shape[1] > 1 else _kernel_serial
+        return int(fn(a_re, a_im, d, x_re, x_im, lo, hi))
+    return _modes_numpy(a_re, a_im, d, x_re, x_im, lo, hi)
 
 
-def _modes_kernel(a_re, a_im, d_re, d_im, x_re, x_im, lo, hi, xs_re, xs_im):
-    T, B, P = d_re.shape
+def _modes_kernel(a_re, a_im, d, x_re, x_im, lo, hi):
+    T, B, P2 = d.shape
+    P = P2 // 2
     sat = 0
     for b in numba.prange(B):  # samples are independent
         xr = x_re[b].copy()
         xi = x_im[b].copy()
         nsat = 0
         for t in range(T):
+            row = d[t, b]
             for p in range(P):  # independent modes: vectorizes
-                nr, ni = next_state(a_re[p], a_im[p], xr[p], xi[p], d_re[t, b, p], d_im[t, b, p])
+                nr, ni = next_state(a_re[p], a_im[p], xr[p], xi[p], row[p], row[P + p])
                 sr = saturate(nr, lo, hi)
                 si = saturate(ni, lo, hi)
                 nsat += (sr != nr) + (si != ni)
                 xr[p] = sr
                 xi[p] = si
-                xs_re[t, b, p] = sr
-                xs_im[t, b, p] = si
+                row[p] = sr
+                row[P + p] = si
         x_re[b] = xr
         x_im[b] = xi
         sat += nsat
@@ -68,16 +69,17 @@ if AVAILABLE:
     _kernel_parallel = numba.njit(parallel=True, **qssm._FLAGS)(_modes_kernel)
 
 
-def _modes_numpy(a_re, a_im, d_re, d_im, x_re, x_im, lo, hi, xs_re, xs_im) -> int:
+def _modes_numpy(a_re, a_im, d, x_re, x_im, lo, hi) -> int:
+    P = a_re.shape[0]
     xr, xi = x_re.copy(), x_im.copy()
     sat = 0
-    for t in range(d_re.shape[0]):
-        nr, ni = next_state(a_re, a_im, xr, xi, d_re[t], d_im[t])
+    for t in range(d.shape[0]):
+        nr, ni = next_state(a_re, a_im, xr, xi, d[t, :, :P], d[t, :, P:])
         if qssm._outside(nr, lo, hi) or qssm._outside(ni, lo, hi):
             xr, xi = saturate(nr, lo, hi), saturate(ni, lo, hi)
             sat += np.count_nonzero(xr != nr) + np.count_nonzero(xi != ni)
         else:
             xr, xi = nr, ni
-        xs_re[t], xs_im[t] = xr, xi
+        d[t, :, :P], d[t, :, P:] = xr, xi
     x_re[:], x_im[:] = xr, xi
     return sat
