@@ -408,3 +408,18 @@ def test_model_failing_on_its_example_is_an_export_error():
         export(_Net(), torch.randn(2, 20, 5))
     assert str(e.value) == ("the model fails on example_input of shape (2, 20, 5) (RuntimeError: mat1 and mat2 "
                             "shapes cannot be multiplied (40x5 and 2x8))")
+
+
+class _Flip(nn.Module):
+    def forward(self, z):
+        return z.flip(1)  # reverses time: not a stream
+
+
+def test_refused_pattern_names_the_torch_module(tmp_path):
+    torch.manual_seed(9)
+    m = _Net(head=nn.Sequential(_Flip(), nn.Linear(8, 3)))
+    export(m, torch.randn(2, 20, 2), tmp_path / "m.onnx")
+    with pytest.raises(s4dc.errors.UnsupportedPatternError) as e:
+        s4dc.compile(tmp_path / "m.onnx", float_only=True)
+    assert str(e.value) == ("node 'node_flip' (Slice) in torch module 'head.0' (_Flip): slices axis 1 (T) to "
+                            "19:-1:-1; only the whole axis or the last time step can be selected")

@@ -58,7 +58,7 @@ def unsupported(node: onnx.NodeProto, why: str | None = None) -> UnsupportedOpEr
 
 
 def _pattern(node: onnx.NodeProto, what: str) -> UnsupportedPatternError:
-    return UnsupportedPatternError(f"{where(node)}: {what}")
+    return UnsupportedPatternError(f"{where(node)}{torch_module(node)}: {what}")
 
 
 def _attr(node: onnx.NodeProto, name: str, default=None):
