@@ -47,10 +47,11 @@ def torch_module(node: onnx.NodeProto) -> str:
     meta = {p.key: p.value for p in node.metadata_props}
     scopes, classes = _str_list(meta.get("pkg.torch.onnx.name_scopes")), \
         _str_list(meta.get("pkg.torch.onnx.class_hierarchy"))
-    if not scopes or len(scopes) < 3:  # [root '', module..., the aten op]: only the root means no module
+    # [root '', each enclosing module's qualified name, the aten op]: the innermost module is scopes[-2]
+    if not scopes or len(scopes) < 3:
         return ""
     cls = classes[-2].rpartition(".")[2] if classes and len(classes) == len(scopes) else ""
-    return f" in torch module '{'.'.join(scopes[1:-1])}'" + (f" ({cls})" if cls else "")
+    return f" in torch module '{scopes[-2]}'" + (f" ({cls})" if cls else "")
 
 
 def _str_list(text: str | None) -> list[str] | None:
