@@ -310,7 +310,10 @@ def _torch_export(m: nn.Module, x: torch.Tensor, opset: int, exporter: str) -> o
         n.name = n.name or f"s4d_{i}"
     del proto.functions[:]
     proto.functions.extend(function_proto(op, opset) for op in used)
-    onnx.checker.check_model(proto)
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as e:  # noqa: BLE001 - onnx's checker raises its own kinds
+        raise ExportError(f"the exported model fails onnx's checker ({cause_text(e)})") from None
     return proto
 
 
@@ -319,8 +322,11 @@ def _check_against(proto: onnx.ModelProto, x: torch.Tensor, want) -> None:
         import onnxruntime as ort
     except ImportError:  # the export itself needs no onnxruntime
         return
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"x": x.detach().cpu().numpy().astype(np.float32)})[0]
+    try:
+        sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        got = sess.run(None, {"x": x.detach().cpu().numpy().astype(np.float32)})[0]
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own kinds
+        raise ExportError(f"onnxruntime cannot run the exported model ({cause_text(e)})") from None
     w = _first_tensor(want).numpy()
     err = float(np.abs(got - w).max() / max(np.abs(w).max(), 1e-12)) if got.shape == w.shape else np.inf
     if err > CHECK_TOL:
