@@ -127,3 +127,20 @@ def test_saturating_mimo_network_counts_alike(tmp_path):
     x = 40 * np.random.default_rng(125).standard_normal((1, 200, 2)).astype(np.float32)
     info = assert_bit_exact(out, x)
     assert info["saturations"]["m0"] > 0
+
+
+@needs_lava
+def test_compiled_s5_fixture_runs_in_lava_with_its_placement(tmp_path):
+    """From ONNX (two s4dc.MIMO layers) through compile, placement and Lava:
+    the simulator's outputs, bit for bit."""
+    import s4dc
+    from s4dc.targets.lava.runner import run_lava
+    from conftest import FIXTURES
+
+    d = np.load(FIXTURES / "mimo" / "canonical_s5.npz")
+    cal = np.random.default_rng(0).standard_normal((16,) + d["x"].shape[1:]).astype(np.float32)
+    net = s4dc.compile(FIXTURES / "mimo" / "canonical_s5.onnx", calibration=cal, place_budget=1)
+    net.save(tmp_path / "net")
+    x = np.random.default_rng(1).standard_normal((1, 200, d["x"].shape[2])).astype(np.float32)
+    y, info = run_lava(tmp_path / "net", x, placement=tmp_path / "net" / "placement.json", timeout=300)
+    np.testing.assert_array_equal(y, net.run(x))
