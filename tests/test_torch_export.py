@@ -423,3 +423,27 @@ def test_refused_pattern_names_the_torch_module(tmp_path):
         s4dc.compile(tmp_path / "m.onnx", float_only=True)
     assert str(e.value) == ("node 'node_flip' (Slice) in torch module 'head.0' (_Flip): slices axis 1 (T) to "
                             "19:-1:-1; only the whole axis or the last time step can be selected")
+
+
+class _OldVersion(nn.Module):
+    """A library layer as an older version wrote it: no attribute its adapter reads."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(8))
+
+    def forward(self, z):
+        return z * self.w
+
+
+def test_an_adapter_that_cannot_read_a_layer_names_it():
+    from s4dc.torch.adapters import ADAPTERS, class_path, register
+
+    path = class_path(_OldVersion())
+    if path not in ADAPTERS:
+        register(path, library="test", layer="OldVersion")(lambda name, layer, args: layer.inv_dt)
+    m = _Net(head=nn.Sequential(_OldVersion(), nn.Linear(8, 3)))
+    with pytest.raises(ExportError) as e:
+        export(m, torch.randn(2, 20, 2))
+    assert str(e.value) == ("module 'head.0' (_OldVersion): cannot be read as a state space layer (AttributeError: "
+                            "'_OldVersion' object has no attribute 'inv_dt')")

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 
 from s4dc.atomic import write_atomic
-from s4dc.errors import ExportError, S4dcError
+from s4dc.errors import ExportError, InternalError, S4dcError
 from s4dc.frontend.canonical import DOMAIN, function_proto
 from s4dc.torch import emit as _emit
 from s4dc.torch.adapters import find_layers
@@ -75,6 +75,11 @@ def export(model: nn.Module, example_input: torch.Tensor, path: "str | os.PathLi
     model.eval()
     try:
         return _export(model, example_input, path, opset, exporter, ssm_modules)
+    except S4dcError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the boundary: every torch call inside is already wrapped
+        raise InternalError(f"s4dc.torch.export: internal error in s4dc (a bug; please report it): "
+                            f"{cause_text(e)}") from e
     finally:
         model.train(was_training)
 
@@ -94,14 +99,14 @@ def _export(model, x, path, opset, exporter, ssm_modules) -> onnx.ModelProto:
     for name, layer, adapt in adapted:
         args = _args_of(calls, name, layer)
         _refuse_bidirectional(name, layer)
-        repl[name] = _checked(name, layer, adapt(name, layer, args), args)
+        repl[name] = _checked(name, layer, _guarded(name, layer, lambda: adapt(name, layer, args)), args)
         first_ssm = min(first_ssm if first_ssm is not None else len(order), order.index(name))
     taken = list(repl)
     for name in (named if ssm_modules is not None else _time_mixers(model, mods, calls, taken, T)):
         layer = mods[name]
         args = _args_of(calls, name, layer)
         _refuse_bidirectional(name, layer)
-        new, _ = realize(name, layer, args, T)
+        new, _ = _guarded(name, layer, lambda: realize(name, layer, args, T))
         repl[name] = _checked(name, layer, new, args)
         first_ssm = min(first_ssm if first_ssm is not None else len(order), order.index(name))
     if first_ssm is not None:
@@ -167,6 +172,17 @@ def _refuse_bidirectional(name: str, layer: nn.Module) -> None:
     if getattr(layer, "bidirectional", False) is True:
         raise ExportError(f"{label(name, layer)} is bidirectional (bidirectional=True): it reads future "
                           "time steps, so it is not causal and cannot stream on Loihi 2")
+
+
+def _guarded(name: str, layer: nn.Module, fn):
+    """fn(), with anything but an S4dcError (a layer attribute an adapter reads
+    that a library version lacks, the layer's own failure) named by the module."""
+    try:
+        return fn()
+    except S4dcError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(f"{label(name, layer)}: cannot be read as a state space layer ({cause_text(e)})") from None
 
 
 def _checked(name: str, layer: nn.Module, new: nn.Module, args: tuple) -> nn.Module:
