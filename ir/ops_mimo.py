@@ -149,3 +149,29 @@ class QMimo(_Quantized):
 
 
 MIMO, QMIMO = (OPS[c.name] for c in (Mimo, QMimo))
+
+
+@register_op
+class MConv(OpDef):
+    """Full (not depthwise) causal convolution over time, a MIMO kernel:
+    y_t = sum_l kernel[:, :, l] u_{t-l} + bias, kernel (H_out, H_in, L).
+    Only the frontend emits it; the `realize` pass turns it into a mimo
+    layer (block-Hankel realization, passes/kernel_fit/block_hankel.py)."""
+
+    name = "mconv"
+    params = ("kernel", "bias")
+    recurrent = True  # a window of past inputs
+    synapse_stages = 2  # realized as a mimo
+
+    def infer(self, layer: Layer, ins: list[Tensor]) -> tuple[int, bool]:
+        arity(layer, ins, 1)
+        sequence_input(layer, ins)
+        k = layer.params.get("kernel")
+        if k is None or k.ndim != 3 or k.shape[2] < 1:
+            fail(layer, "parameter 'kernel' must be (H_out, H_in, taps)")
+        param(layer, "kernel", (k.shape[0], ins[0].features, k.shape[2]))
+        param(layer, "bias", (k.shape[0],))
+        return k.shape[0], True
+
+
+MCONV = OPS["mconv"]

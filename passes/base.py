@@ -79,6 +79,8 @@ PROPERTIES.add("discrete", lambda g: _first(
 PROPERTIES.add("folded", lambda g: _first(
     g, lambda l: l.is_(SSM) and not l.attrs.get("folded"),
     "keeps both modes of each conjugate pair (fold_conjugates first)"))
+PROPERTIES.add("mimo_realized", lambda g: _first(
+    g, lambda l: l.op == "mconv", "is a full convolution (the realize pass turns it into a MIMO state space)"))
 PROPERTIES.add("mimo_diagonal", lambda g: _first(
     g, lambda l: l.is_(MIMO) and l.attrs.get("form") != "diagonal",
     "has a dense shared state matrix (diagonalize first)"))

@@ -278,8 +278,8 @@ def calibrate(graph: Graph, x: np.ndarray) -> tuple[dict[str, float], dict[str, 
     return peaks, states, tr
 
 
-@register("quantize", requires=("float", "realized", "diagonal", "discrete", "folded", "mimo_diagonal",
-                                "mimo_discrete"))
+@register("quantize", requires=("float", "realized", "diagonal", "discrete", "folded", "mimo_realized",
+                                "mimo_diagonal", "mimo_discrete"))
 def apply(graph: Graph, ctx: PassContext) -> tuple[Graph, dict[str, Any]]:
     from s4dc.targets.fixed_sim import FixedSimulator
 

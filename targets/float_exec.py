@@ -284,3 +284,28 @@ def _mimo_step(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x_t: np.ndarr
 
 
 FLOAT_OPS.add("mimo", FloatImpl(seq=_mimo_seq, step=_mimo_step, prepare=_mimo_coeffs))
+
+
+# --- mconv: full causal convolution over time (realized as mimo later) -------------------
+def _mconv_seq(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x: np.ndarray) -> np.ndarray:
+    """y[b, t, o] = sum_{l, i} k[o, i, l] u[b, t-l, i] + bias, by FFT."""
+    u, k = ins[0], l.params["kernel"]
+    T, K = u.shape[1], k.shape[2]
+    n = 1 << int(np.ceil(np.log2(T + K - 1)))
+    U = np.fft.rfft(u, n=n, axis=1)                  # (B, F, H_in)
+    Kf = np.fft.rfft(k, n=n, axis=2)                 # (H_out, H_in, F)
+    Y = np.einsum("bfi,oif->bfo", U, Kf)
+    return np.fft.irfft(Y, n=n, axis=1)[:, :T, :] + l.params["bias"]
+
+
+def _mconv_step(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x_t: np.ndarray, st: dict) -> np.ndarray:
+    k = l.params["kernel"]
+    hist = st.get(l.name)
+    if hist is None:
+        hist = np.zeros((ins[0].shape[0], k.shape[2], k.shape[1]))
+    hist = np.concatenate([ins[0][:, None, :], hist[:, :-1]], axis=1)  # newest first
+    st[l.name] = hist
+    return np.einsum("bli,oil->bo", hist, k) + l.params["bias"]
+
+
+FLOAT_OPS.add("mconv", FloatImpl(seq=_mconv_seq, step=_mconv_step))
