@@ -201,3 +201,33 @@ def test_edited_mimo_body_is_refused():
     with pytest.raises(errors.FunctionBodyError) as info:
         s4dc.compile(m, float_only=True)
     assert "does not compute the op (relative deviation" in str(info.value) and "mimo_0" in str(info.value)
+
+
+def test_multichannel_s4d_is_mimo_with_structure(rng):
+    """state-spaces' S4D with channels > 1 (C (channels, H, N)), written as
+    s4dc.MIMO: onnxruntime, s4dc and the layer's own formula agree."""
+    from s4dc.frontend.canonical import CanonicalModel
+
+    H, N, ch, T = 3, 4, 2, 30
+    dt = np.exp(rng.uniform(np.log(0.01), np.log(0.3), H))
+    A = -0.5 + 1j * np.pi * np.arange(N)[None, :].repeat(H, 0)
+    B = rng.standard_normal((H, N)) + 1j * rng.standard_normal((H, N))
+    C = rng.standard_normal((ch, H, N)) + 1j * rng.standard_normal((ch, H, N))
+    D = rng.standard_normal((ch, H))
+    m = CanonicalModel(features=H, time=T).s4d_channels(dt, A, B, C, D).to_onnx()
+    x = rng.standard_normal((2, T, H)).astype(np.float32)
+    ref = ort_run(m, x)
+    # the multi-channel S4D itself: per channel h, ZOH, y[c, h] = 2 Re(C[c, h] . x_h) + D[c, h] u_h
+    lam = np.exp(dt[:, None] * A)
+    Bb = (lam - 1) / A * B
+    s, want = np.zeros((2, H, N), complex), []
+    for t in range(T):
+        s = lam * s + Bb * x[:, t, :, None]
+        y = 2 * np.einsum("chn,bhn->bch", C, s).real + D[None] * x[:, t, None, :]
+        want.append(y.reshape(2, ch * H))
+    want = np.stack(want, 1)
+    assert np.abs(ref - want).max() <= 1e-4 * np.abs(want).max()
+    net = s4dc.compile(m, float_only=True)
+    assert np.abs(net.run(x) - ref).max() <= 1e-4 * np.abs(ref).max()
+    l = next(l for l in net.graph.layers if l.op == "mimo")
+    assert l.params["A"].shape == (H * N,) and l.params["C"].shape == (ch * H, H * N)
