@@ -7,6 +7,7 @@ import numpy as np
 
 from s4dc.errors import UnstableSystemError
 from s4dc.ir.layer import Layer
+from s4dc.ir.ssm import discrete_ssm
 
 
 def discrete_mimo(layer: Layer) -> tuple[np.ndarray, np.ndarray]:
@@ -15,13 +16,8 @@ def discrete_mimo(layer: Layer) -> tuple[np.ndarray, np.ndarray]:
     if layer.attrs["form"] != "diagonal":
         raise UnstableSystemError(f"{layer.where()}: a continuous dense state matrix must be "
                                   "diagonalized before it is discretized")
-    lam_c, dt = p["A"], p["dt"]
-    dtA = dt * lam_c
-    if layer.attrs["discretization"] == "zoh":
-        lam = np.exp(dtA)
-        safe = np.where(lam_c == 0, 1.0, lam_c)
-        gain = np.where(lam_c == 0, dt + 0j, (lam - 1.0) / safe)
-    else:  # bilinear
-        lam = (1.0 + dtA / 2.0) / (1.0 - dtA / 2.0)
-        gain = dt / (1.0 - dtA / 2.0)
-    return lam, gain[:, None] * p["B"]
+    # per mode, the S4D rule: P channels of one state each (one formula for both ops)
+    one = Layer(layer.name, "ssm", layer.inputs, layer.output, layer.attrs,
+                {"A": p["A"][:, None], "B": np.ones((p["A"].shape[0], 1), complex), "dt": p["dt"]})
+    lam, gain = discrete_ssm(one)
+    return lam[:, 0], gain[:, 0, None] * p["B"]

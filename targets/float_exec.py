@@ -160,12 +160,18 @@ FLOAT_OPS.add("readout", FloatImpl(
 def _conv_step(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x_t: np.ndarray, st: dict) -> np.ndarray:
     p = l.params
     k = p["kernel"]
-    hist = st.get(l.name)
-    if hist is None:
-        hist = np.zeros((ins[0].shape[0], k.shape[1], k.shape[0]))
-    hist = np.concatenate([ins[0][:, None, :], hist[:, :-1]], axis=1)  # newest first
-    st[l.name] = hist
+    hist = _history(st, l.name, ins[0], k.shape[1])
     return (hist * k.T[None]).sum(axis=1) + ins[0] * p["D"] + p["bias"]
+
+
+def _history(st: dict, name: str, u_t: np.ndarray, taps: int) -> np.ndarray:
+    """The last `taps` inputs of a convolution, newest first, (batch, taps, F), kept in st[name]."""
+    hist = st.get(name)
+    if hist is None:
+        hist = np.zeros((u_t.shape[0], taps, u_t.shape[1]))
+    hist = np.concatenate([u_t[:, None, :], hist[:, :-1]], axis=1)
+    st[name] = hist
+    return hist
 
 
 FLOAT_OPS.add("conv", FloatImpl(
@@ -300,11 +306,7 @@ def _mconv_seq(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x: np.ndarray
 
 def _mconv_step(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x_t: np.ndarray, st: dict) -> np.ndarray:
     k = l.params["kernel"]
-    hist = st.get(l.name)
-    if hist is None:
-        hist = np.zeros((ins[0].shape[0], k.shape[2], k.shape[1]))
-    hist = np.concatenate([ins[0][:, None, :], hist[:, :-1]], axis=1)  # newest first
-    st[l.name] = hist
+    hist = _history(st, l.name, ins[0], k.shape[2])
     return np.einsum("bli,oil->bo", hist, k) + l.params["bias"]
 
 

@@ -264,12 +264,16 @@ def lower_s4d(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
             or any(p[k].shape != hn for k in INPUTS[2:8]):
         raise UnsupportedPatternError(f"{where(node)}: parameter shapes do not match H={H} channels "
                                       "(dt, D: (H,); A, B, C: (H, N))")
-    t = fe.emit(node, "ssm", [u.tensor], H, True,
-                params={"A": p["A_re"] + 1j * p["A_im"], "B": p["B_re"] + 1j * p["B_im"],
-                        "C": p["C_re"] + 1j * p["C_im"], "D": p["D"], "bias": np.zeros(H), "dt": p["dt"]},
+    t = fe.emit(node, "ssm", [u.tensor], H, True, params=_continuous(p, H),
                 attrs={"form": "diagonal", "time": "continuous", "discretization": OPS[node.op_type],
                        "folded": True})
     return [Act(t, u.axes, H, u.time)]
+
+
+def _continuous(p: dict[str, np.ndarray], outputs: int) -> dict[str, np.ndarray]:
+    """The IR parameters of a continuous S4D or MIMO call (complex A, B, C; no bias)."""
+    return {"A": p["A_re"] + 1j * p["A_im"], "B": p["B_re"] + 1j * p["B_im"], "C": p["C_re"] + 1j * p["C_im"],
+            "D": p["D"], "bias": np.zeros(outputs), "dt": p["dt"]}
 
 
 def _discrete_params(fe: Frontend, node: onnx.NodeProto, ins: list) -> tuple[Act, dict[str, np.ndarray]]:
@@ -319,9 +323,7 @@ def _mimo_shapes(node: onnx.NodeProto, u: Act, p: dict[str, np.ndarray], lam: st
 def lower_mimo(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
     u, p = _params(fe, node, ins, MIMO_INPUTS)
     P, h_out = _mimo_shapes(node, u, p, "A", "dt")
-    t = fe.emit(node, "mimo", [u.tensor], h_out, True,
-                params={"A": p["A_re"] + 1j * p["A_im"], "B": p["B_re"] + 1j * p["B_im"],
-                        "C": p["C_re"] + 1j * p["C_im"], "D": p["D"], "bias": np.zeros(h_out), "dt": p["dt"]},
+    t = fe.emit(node, "mimo", [u.tensor], h_out, True, params=_continuous(p, h_out),
                 attrs={"form": "diagonal", "time": "continuous", "discretization": MIMO_OPS[node.op_type],
                        "folded": True})
     return [Act(t, u.axes, h_out, u.time)]
