@@ -55,8 +55,10 @@ def test_dss_done_when(tmp_path):
 def test_named_modules_are_measured(tmp_path):
     torch.manual_seed(21)
     m = TwoLayer(DSS).eval()
-    proto = export(m, torch.randn(2, T, D_IN), ssm_modules=["layers.0", m.layers[1]])
+    x = torch.randn(2, T, D_IN)
+    proto = export(m, x, ssm_modules=["layers.0", m.layers[1]])
     assert [n.op_type for n in proto.graph.node if n.domain == "s4dc"] == ["S4DDiscrete", "S4DDiscrete"]
+    assert export(m, x, ssm_modules=["layers.0", "layers.1"]).SerializeToString() == proto.SerializeToString()
     with pytest.raises(ExportError) as e:
         export(m, torch.randn(2, T, D_IN), ssm_modules=["layers.7"])
     assert str(e.value) == "ssm_modules: 'layers.7' is not a module of the model"
