@@ -58,7 +58,8 @@ def check_doc(doc: dict, P) -> None:
 @pytest.mark.parametrize("name", list(BENCH.MODELS))
 def test_benchmark_models_order_and_consistency(name):
     m = BENCH.MODELS[name]
-    P = partition(BENCH.s4d_stack(m["blocks"], m["H"], m["N"]))
+    graph = BENCH.mimo_stack(m["blocks"], m["H"], m["P"]) if "P" in m else BENCH.s4d_stack(m["blocks"], m["H"], m["N"])
+    P = partition(graph)
     doc = place(P, chips=m["chips"], budget=BUDGET)
     check_doc(doc, P)
     t = {k: float(doc["placements"][k]["traffic"]) for k in ("naive", "greedy", "optimized")}
