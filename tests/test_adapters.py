@@ -123,6 +123,27 @@ def test_state_spaces_s4d_done_when(tmp_path):
                     "state-spaces (models/s4/s4d.py) | - | S4D | exact")
 
 
+class SSS4DPublished(SSS4D):
+    """The state-spaces S4D as published: GELU, then a pointwise Conv1d and GLU."""
+
+    def __init__(self, h: int):
+        super().__init__(h)
+        self.activation = nn.GELU()
+        self.output_linear = nn.Sequential(nn.Conv1d(h, 2 * h, kernel_size=1), nn.GLU(dim=-2))
+
+    def forward(self, u):
+        y, _ = super().forward(u)
+        return self.output_linear(self.activation(y).transpose(-1, -2)).transpose(-1, -2), None
+
+
+def test_state_spaces_s4d_with_its_gelu_and_glu_is_refused():
+    torch.manual_seed(17)
+    with pytest.raises(ExportError) as e:
+        export(TwoLayer(SSS4DPublished, tuple_out=True), torch.randn(1, T, D_IN))
+    assert str(e.value).startswith("module 'layers.0.activation' (GELU) follows the state space layer 'layers.0': "
+                                   "Loihi 2 runs ReLU activations only (the n-S4D model); replace it with nn.ReLU")
+
+
 def test_state_spaces_multichannel_s4d_is_refused_as_mimo():
     torch.manual_seed(12)
     m = TwoLayer(SSS4D, tuple_out=True)
@@ -219,3 +240,19 @@ def test_lrnnx_multichannel_s4d_is_refused_as_mimo():
         export(TwoLayer(lrnnx_s4d(channels=2, final_act="glu"), relu=False, tuple_out=True), torch.randn(1, T, D_IN))
     assert str(e.value) == ("module 'layers.0' (S4D): channels=2 maps each input channel to 2 outputs (a MIMO "
                             "layer), which needs s4dc's MIMO support (issue 13)")
+
+
+@needs_lrnnx
+def test_lrnnx_s4d_called_with_padding_lengths_is_refused():
+    class Padded(TwoLayer):
+        def forward(self, x):
+            z = self.enc(x)
+            for l in self.layers:
+                z = torch.relu(l(z, lengths=T)[0])  # an int equal to the length masks nothing: accepted
+            return self.dec(self.layers[0](z, lengths=torch.tensor([T - 2]))[0])
+
+    torch.manual_seed(18)
+    with pytest.raises(ExportError) as e:
+        export(Padded(lrnnx_s4d(), relu=False), torch.randn(1, T, D_IN))
+    assert str(e.value) == ("module 'layers.0' (S4D): called with lengths= (padding masks); a stream has no "
+                            "padding, export the model without it")

@@ -313,6 +313,9 @@ def _torch_export(m: nn.Module, x: torch.Tensor, opset: int, exporter: str) -> o
     except ExportError:
         raise
     except Exception as e:  # noqa: BLE001 - torch's exporters raise many kinds
+        ours = _own_error(e)
+        if ours is not None:  # one of s4dc's replacements refused, inside torch's tracing
+            raise ours from None
         raise ExportError(f"torch's {exporter} exporter failed on the model after s4dc's nodes were put in "
                           f"({cause_text(e)})") from None
     finally:
@@ -331,6 +334,16 @@ def _torch_export(m: nn.Module, x: torch.Tensor, opset: int, exporter: str) -> o
     except Exception as e:  # noqa: BLE001 - onnx's checker raises its own kinds
         raise ExportError(f"the exported model fails onnx's checker ({cause_text(e)})") from None
     return proto
+
+
+def _own_error(e: BaseException) -> S4dcError | None:
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, S4dcError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _check_against(proto: onnx.ModelProto, x: torch.Tensor, want) -> None:

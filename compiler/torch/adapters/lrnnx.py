@@ -83,15 +83,18 @@ class LrnnxS4D(nn.Module):
     """lrnnx S4D's forward with its convolution and D term as one canonical node;
     the layer's own activation, dropout and output modules after it."""
 
-    def __init__(self, layer: nn.Module, op: str, p: dict[str, np.ndarray]) -> None:
+    def __init__(self, lab: str, layer: nn.Module, op: str, p: dict[str, np.ndarray]) -> None:
         super().__init__()
-        self.core = SSMCore(p, "BLH", op=op)
+        self.lab, self.core = lab, SSMCore(p, "BLH", op=op)
         self.transposed = bool(layer.transposed)
         self.conv_activation, self.mult_activation = layer.conv_activation, layer.mult_activation
         self.drop, self.output_linear = layer.drop, layer.output_linear
 
     def forward(self, x: torch.Tensor, lengths=None, **kwargs):
         x = x.transpose(1, 2) if self.transposed else x
+        if lengths is not None and not (isinstance(lengths, int) and lengths == x.shape[1]):
+            raise ExportError(f"{self.lab}: called with lengths= (padding masks); a stream has no padding, "
+                              "export the model without it")
         y = self.output_linear(self.drop(self.mult_activation(self.conv_activation(self.core(x)))))
         return (y.transpose(1, 2) if self.transposed else y), None
 
@@ -112,4 +115,4 @@ def adapt(name: str, layer: nn.Module, args: tuple) -> nn.Module:
         raise ExportError(f"{lab}: l_max={l_max} truncates the kernel below the example length {T}; "
                           "a state space has no truncation (use l_max=None)")
     op, p = params(lab, layer)
-    return LrnnxS4D(layer, op, p)
+    return LrnnxS4D(lab, layer, op, p)
