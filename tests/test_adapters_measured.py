@@ -182,3 +182,31 @@ def test_mimo_library_layers_are_found_by_the_probe_and_refused(lib, build):
     assert re.fullmatch(rf"module 'layers\.0' \((S5|LRU)\): its impulse response couples channels \(an output "
                         rf"channel answers another channel's impulse at {NUM} of the largest response\): a MIMO "
                         r"layer, which needs s4dc's MIMO support \(issue 13\)", str(e.value)), str(e.value)
+
+
+class ChannelsFirstDSS(DSS):
+    def forward(self, u):  # (batch, H, time), like state-spaces' transposed layers
+        return super().forward(u.transpose(1, 2)).transpose(1, 2)
+
+
+class _ChannelsFirst(nn.Module):
+    def __init__(self, h):
+        super().__init__()
+        self.inner = ChannelsFirstDSS(h)
+
+    def forward(self, z):
+        return self.inner(z.transpose(1, 2)).transpose(1, 2)
+
+
+def test_channels_first_layer_is_measured(tmp_path):
+    import s4dc
+
+    torch.manual_seed(27)
+    m = TwoLayer(_ChannelsFirst).eval()
+    proto = export(m, torch.randn(2, T, D_IN), tmp_path / "m.onnx")
+    assert [n.op_type for n in proto.graph.node if n.domain == "s4dc"] == ["S4DDiscrete", "S4DDiscrete"]
+    x = torch.randn(3, T, D_IN)
+    with torch.no_grad():
+        want = m(x).numpy()
+    got = s4dc.compile(tmp_path / "m.onnx", float_only=True).run(x.numpy())
+    assert abs(got - want).max() <= MEASURED * abs(want).max()
