@@ -14,11 +14,20 @@ all: test
 # the `torch` extra's range is already met (an unpinned torch would pull a
 # multi-GB CUDA build).
 TORCH_PIN ?= torch==2.13.0
+# Third-party SSM libraries, for the tests only (tests/test_adapters*.py): exact
+# versions with --no-deps so none can replace the pinned torch; lrnnx and
+# s5-pytorch are source packages built against this venv's torch (lrnnx builds
+# no CUDA extension without CUDA_HOME).
+SSM_TEST_DEPS := einops==0.8.2 opt-einsum==3.4.0 setuptools==84.2.1 wheel==0.48.0
+SSM_TEST_LIBS := lrnnx==1.0.0.post1 s5-pytorch==0.2.1 lru-pytorch==0.1.3
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet '$(TORCH_PIN)'
 	$(PY) -m pip install --quiet -e '.[test,jit,torch,lint]'
+	$(PY) -m pip install --quiet --no-deps $(SSM_TEST_DEPS)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation $(SSM_TEST_LIBS)
+	$(PY) -c "import torch; assert torch.__version__.split('+')[0] == '$(subst torch==,,$(TORCH_PIN))', torch.__version__"
 	touch $@
 
 setup: $(STAMP)

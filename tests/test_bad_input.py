@@ -17,7 +17,6 @@ CASES = [
     (TORCH / "bad_glu.onnx", errors.UnsupportedOpError, "Loihi 2 S4D needs ReLU"),
     (SCAN / "bad_unstable.onnx", errors.UnstableSystemError, "channel 2 has a state eigenvalue with |lambda| = 1.02"),
     (SCAN / "bad_illconditioned.onnx", errors.IllConditionedError, "channel 1: eigenvector matrix has condition number 1.17e+12"),
-    (SCAN / "bad_coupled.onnx", errors.UnsupportedPatternError, "couples channels 0 and 1"),
     (SCAN / "bad_nonlinear.onnx", errors.UnsupportedPatternError, "not linear in (state, input)"),
     # White noise needs about one mode per two taps; a 16-mode budget cannot fit it.
     (TORCH / "bad_noise_kernel_dynamo.onnx", errors.KernelFitError, "no stable realization with at most 16 modes"),
