@@ -6,6 +6,7 @@ state gives the same mutant, so a case is reproduced from (seed, index).
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import numpy as np
@@ -46,6 +47,20 @@ def _all_graphs(model: onnx.ModelProto) -> list:
     return out
 
 
+def _on_one(candidates: Callable[[onnx.ModelProto], list], fallback: Mutation) -> Callable[[Callable], Mutation]:
+    """Decorator: the mutation edits one of `candidates(model)`, drawn before
+    the edit's own draws; where there are none, `fallback` mutates instead."""
+    def wrap(edit: Callable) -> Mutation:
+        @functools.wraps(edit)
+        def mutation(rng, model):
+            items = candidates(model)
+            if not items:
+                return fallback(rng, model)
+            return edit(rng, model, _pick(rng, items))
+        return mutation
+    return wrap
+
+
 def _nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     return [n for g in _all_graphs(model) for n in g.node]
 
@@ -80,11 +95,16 @@ def op_type(rng, model):
     return f"op_type {n.name or n.output[0]}: {old} -> {new}", model
 
 
-def attribute(rng, model):
-    nodes = [n for n in _nodes(model) if n.attribute]
-    if not nodes:
-        return add_attribute(rng, model)
-    n = _pick(rng, nodes)
+def add_attribute(rng, model):
+    n = _pick(rng, _nodes(model))
+    name = _pick(rng, ["axis", "axes", "perm", "keepdims", "group", "pads", "alpha", "to", "mode", "transB"])
+    value = _pick(rng, [int(_pick(rng, INT_EDGES)), [0, 2, 1], [5], 0.5, "constant"])
+    n.attribute.append(helper.make_attribute(name, value))
+    return f"add attribute {n.op_type}.{name} = {value}", model
+
+
+@_on_one(lambda model: [n for n in _nodes(model) if n.attribute], add_attribute)
+def attribute(rng, model, n):
     a = _pick(rng, list(n.attribute))
     what = int(rng.integers(4))
     if what == 0:
@@ -124,33 +144,18 @@ def attribute(rng, model):
     return f"attribute {n.op_type}.{a.name}: removed", model
 
 
-def add_attribute(rng, model):
-    n = _pick(rng, _nodes(model))
-    name = _pick(rng, ["axis", "axes", "perm", "keepdims", "group", "pads", "alpha", "to", "mode", "transB"])
-    value = _pick(rng, [int(_pick(rng, INT_EDGES)), [0, 2, 1], [5], 0.5, "constant"])
-    n.attribute.append(helper.make_attribute(name, value))
-    return f"add attribute {n.op_type}.{name} = {value}", model
-
-
-def rewire(rng, model):
-    g = model.graph
-    nodes = [n for n in g.node if n.input]
-    if not nodes:
-        return op_type(rng, model)
-    n = _pick(rng, nodes)
+@_on_one(lambda model: [n for n in model.graph.node if n.input], op_type)
+def rewire(rng, model, n):
     k = int(rng.integers(len(n.input)))
     new = _pick(rng, _names(model) + ["", "no_such_value"])
     old, n.input[k] = n.input[k], new
     return f"rewire {n.name or n.output[0]}.input[{k}]: {old} -> {new}", model
 
 
-def bypass(rng, model):
+@_on_one(lambda model: [n for n in model.graph.node if n.input and n.input[0] and n.output], op_type)
+def bypass(rng, model, n):
     """Drop a node and let its readers read its first input instead."""
     g = model.graph
-    nodes = [n for n in g.node if n.input and n.input[0] and n.output]
-    if not nodes:
-        return op_type(rng, model)
-    n = _pick(rng, nodes)
     src, dst = n.input[0], n.output[0]
     for m in g.node:
         for i, x in enumerate(m.input):
@@ -183,11 +188,8 @@ def swap_nodes(rng, model):
     return f"swap nodes {i} and {j}", model
 
 
-def drop_constant_value(rng, model):
-    consts = [n for n in _nodes(model) if n.op_type == "Constant"]
-    if not consts:
-        return attribute(rng, model)
-    n = _pick(rng, consts)
+@_on_one(lambda model: [n for n in _nodes(model) if n.op_type == "Constant"], attribute)
+def drop_constant_value(rng, model, n):
     if rng.random() < 0.5:
         del n.attribute[:]
         return f"Constant {n.output[0]}: value dropped", model
@@ -221,21 +223,16 @@ def _tensor_values(rng, t: TensorProto, what: str) -> str:
     return f"{what}: value {v} at {idx}"
 
 
-def init_values(rng, model):
-    inits = list(model.graph.initializer)
-    if not inits:
-        return drop_constant_value(rng, model)
-    t = _pick(rng, inits)
+@_on_one(lambda model: list(model.graph.initializer), drop_constant_value)
+def init_values(rng, model, t):
     return _tensor_values(rng, t, f"initializer {t.name}"), model
 
 
-def init_scale(rng, model):
+@_on_one(lambda model: [t for t in model.graph.initializer if t.data_type in (TensorProto.FLOAT, TensorProto.DOUBLE)],
+         init_values)
+def init_scale(rng, model, t):
     """A finite but extreme float initializer (zeros, tiny, huge, flipped):
     structurally valid, so it reaches the passes and the quantizer."""
-    inits = [t for t in model.graph.initializer if t.data_type in (TensorProto.FLOAT, TensorProto.DOUBLE)]
-    if not inits:
-        return init_values(rng, model)
-    t = _pick(rng, inits)
     arr = numpy_helper.to_array(t).astype(np.float64)
     k = _pick(rng, [0.0, 1e-30, 1e-8, 1e8, 1e30, -1.0, 3.0])
     if arr.ndim and rng.random() < 0.4:
@@ -249,21 +246,15 @@ def init_scale(rng, model):
     return what, model
 
 
-def init_dtype(rng, model):
+@_on_one(lambda model: list(model.graph.initializer), op_type)
+def init_dtype(rng, model, t):
     """Declared type changed, data left as stored."""
-    inits = list(model.graph.initializer)
-    if not inits:
-        return op_type(rng, model)
-    t = _pick(rng, inits)
     old, t.data_type = t.data_type, _pick(rng, DTYPES)
     return f"initializer {t.name}: data_type {old} -> {t.data_type}", model
 
 
-def init_shape(rng, model):
-    inits = list(model.graph.initializer)
-    if not inits:
-        return op_type(rng, model)
-    t = _pick(rng, inits)
+@_on_one(lambda model: list(model.graph.initializer), op_type)
+def init_shape(rng, model, t):
     dims = list(t.dims)
     kind = int(rng.integers(4))
     if kind == 0 and dims:
@@ -279,12 +270,9 @@ def init_shape(rng, model):
     return f"initializer {t.name}: dims -> {dims}", model
 
 
-def init_reshape_consistent(rng, model):
+@_on_one(lambda model: [t for t in model.graph.initializer if np.prod(t.dims) > 1], init_shape)
+def init_reshape_consistent(rng, model, t):
     """Same values, another consistent shape (what a wrong export gives)."""
-    inits = [t for t in model.graph.initializer if np.prod(t.dims) > 1]
-    if not inits:
-        return init_shape(rng, model)
-    t = _pick(rng, inits)
     arr = numpy_helper.to_array(t)
     shape = _pick(rng, [(arr.size,), (1, arr.size), (arr.size, 1)] + ([arr.shape[::-1]] if arr.ndim > 1 else []))
     t.CopyFrom(numpy_helper.from_array(arr.reshape(shape), t.name))
@@ -339,12 +327,9 @@ def outputs(rng, model):
     return f"output added: {name}", model
 
 
-def function_body(rng, model):
+@_on_one(lambda model: [f for f in model.functions if f.node], op_type)
+def function_body(rng, model, f):
     """An edit inside a canonical function's body (op, wiring or a constant)."""
-    fns = [f for f in model.functions if f.node]
-    if not fns:
-        return op_type(rng, model)
-    f = _pick(rng, fns)
     n = _pick(rng, list(f.node))
     kind = int(rng.integers(3))
     if kind == 0:
