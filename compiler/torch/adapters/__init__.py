@@ -84,4 +84,4 @@ def find_layers(model: nn.Module) -> list[tuple[str, nn.Module, AdaptFn]]:
     return found
 
 
-from s4dc.torch.adapters import lrnnx, s4dc_ns4d, state_spaces  # noqa: E402,F401  (they register themselves)
+from s4dc.torch.adapters import lrnnx, lru_pytorch, s4dc_ns4d, s5_pytorch, state_spaces  # noqa: E402,F401,E501
