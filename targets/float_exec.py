@@ -164,11 +164,21 @@ def _conv_step(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x_t: np.ndarr
     return (hist * k.T[None]).sum(axis=1) + ins[0] * p["D"] + p["bias"]
 
 
+def _kept(st: dict, name: str, shape: tuple[int, ...], dtype: type = float) -> np.ndarray:
+    """What a layer keeps from one step to the next, st[name]; zeros before its first step."""
+    s = st.get(name)
+    return np.zeros(shape, dtype) if s is None else s
+
+
+def _keep_peaks(ex: FloatExecutor, l: Layer, peak: np.ndarray | None) -> None:
+    """Fold a run's largest |Re| and |Im| per state into the calibration record (trace's state_absmax)."""
+    if ex._stats is not None and peak is not None:
+        ex._stats[l.name] = np.maximum(ex._stats.get(l.name, 0.0), peak)
+
+
 def _history(st: dict, name: str, u_t: np.ndarray, taps: int) -> np.ndarray:
     """The last `taps` inputs of a convolution, newest first, (batch, taps, F), kept in st[name]."""
-    hist = st.get(name)
-    if hist is None:
-        hist = np.zeros((u_t.shape[0], taps, u_t.shape[1]))
+    hist = _kept(st, name, (u_t.shape[0], taps, u_t.shape[1]))
     hist = np.concatenate([u_t[:, None, :], hist[:, :-1]], axis=1)
     st[name] = hist
     return hist
@@ -203,16 +213,13 @@ def _ssm_seq(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x: np.ndarray) 
             if ex._stats is not None:
                 np.maximum(peak, np.abs(state.real).max(axis=0), out=peak)
                 np.maximum(peak, np.abs(state.imag).max(axis=0), out=peak)
-    if ex._stats is not None:
-        ex._stats[l.name] = np.maximum(ex._stats.get(l.name, 0.0), peak)
+    _keep_peaks(ex, l, peak)
     return y
 
 
 def _ssm_one_step(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x_t: np.ndarray, st: dict) -> np.ndarray:
     c = ex.prepared[l.name]
-    s = st.get(l.name)
-    if s is None:
-        s = np.zeros((ins[0].shape[0],) + c["A"].shape[:2], dtype=complex if np.iscomplexobj(c["B"]) else float)
+    s = _kept(st, l.name, (ins[0].shape[0],) + c["A"].shape[:2], complex if np.iscomplexobj(c["B"]) else float)
     st[l.name], y = _ssm_step(c, s, ins[0])
     return y
 
@@ -275,16 +282,13 @@ def _mimo_seq(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x: np.ndarray)
         u = np.ascontiguousarray(u_all[b0:b0 + CHUNK].transpose(1, 0, 2))
         s0 = np.zeros((u.shape[1], c["Bt"].shape[1]), complex if c["complex"] else float)
         y[b0:b0 + CHUNK] = _mimo_run(c, u, s0, peak)[0].transpose(1, 0, 2)
-    if peak is not None:
-        ex._stats[l.name] = np.maximum(ex._stats.get(l.name, 0.0), peak)
+    _keep_peaks(ex, l, peak)
     return y
 
 
 def _mimo_step(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x_t: np.ndarray, st: dict) -> np.ndarray:
     c = ex.prepared[l.name]
-    s = st.get(l.name)
-    if s is None:
-        s = np.zeros((ins[0].shape[0], c["Bt"].shape[1]), complex if c["complex"] else float)
+    s = _kept(st, l.name, (ins[0].shape[0], c["Bt"].shape[1]), complex if c["complex"] else float)
     y, st[l.name] = _mimo_run(c, ins[0][None], s, None)
     return y[0]
 
