@@ -1,6 +1,7 @@
-"""The MIMO (`mimo`) counterparts of diagonalize, discretize and
-fold_conjugates: one shared state of P modes, so each works on the whole
-layer instead of per channel. The passes call these for their mimo layers.
+"""The MIMO (`mimo`) counterparts of diagonalize and fold_conjugates: one
+shared state of P modes, so each works on the whole layer instead of per
+channel. The passes call these for their mimo layers (discretize treats
+both ops alike: passes/discretize.py).
 """
 from __future__ import annotations
 
@@ -8,17 +9,7 @@ import numpy as np
 
 from s4dc.errors import IllConditionedError, UnstableSystemError
 from s4dc.ir.layer import Layer
-from s4dc.ir.mimo import discrete_mimo
-
-
-def check_stable_modes(l: Layer, lam: np.ndarray) -> None:
-    """Raise unless every discrete eigenvalue is strictly inside the unit circle."""
-    mag = np.abs(lam)
-    if mag.size and mag.max() >= 1.0:
-        k = int(np.argmax(mag))
-        raise UnstableSystemError(
-            f"{l.where()}: mode {k} of the shared state has |lambda| = {mag[k]:.6g} >= 1; Loihi 2 streams "
-            "the recurrence without end, so the state matrix must be stable")
+from s4dc.passes.discretize import check_stable
 
 
 def diagonalize(l: Layer, cond_max: float) -> float:
@@ -26,7 +17,7 @@ def diagonalize(l: Layer, cond_max: float) -> float:
     A, B, C = l.params["A"], l.params["B"], l.params["C"]
     lam, V = np.linalg.eig(A) if A.size else (np.zeros(0, complex), np.zeros((0, 0)))
     if l.attrs["time"] == "discrete":
-        check_stable_modes(l, lam)
+        check_stable(l, lam)
     elif np.any(lam.real >= 0):
         k = int(np.argmax(lam.real))
         raise UnstableSystemError(f"{l.where()}: continuous state matrix has an eigenvalue with real part "
@@ -40,19 +31,6 @@ def diagonalize(l: Layer, cond_max: float) -> float:
     l.attrs["form"] = "diagonal"
     l.attrs["folded"] = False
     return cond
-
-
-def discretize(l: Layer) -> None:
-    if np.any(l.params["A"].real >= 0):
-        k = int(np.argwhere(l.params["A"].real >= 0)[0][0])
-        raise UnstableSystemError(f"{l.where()}: mode {k} has a continuous eigenvalue with real part >= 0; "
-                                  "the state matrix must be stable")
-    lam, bbar = discrete_mimo(l)
-    check_stable_modes(l, lam)
-    l.params["A"], l.params["B"] = lam, bbar
-    del l.params["dt"]
-    l.attrs = {k: v for k, v in l.attrs.items() if k != "discretization"}
-    l.attrs["time"] = "discrete"
 
 
 def mode_order(lam: np.ndarray) -> np.ndarray:
