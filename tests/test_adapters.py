@@ -66,7 +66,7 @@ def check_done_when(model: nn.Module, tmp_path, float_tol: float, what: str) -> 
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
     net = s4dc.compile(path, float_only=True)
-    assert sum(l.op == "ssm" for l in net.graph.layers) == 2
+    assert sum(l.opdef.recurrent for l in net.graph.layers) == 2  # ssm (SISO) or mimo
     f_err = float(np.abs(net.run(x) - want).max() / np.abs(want).max())
     assert f_err <= float_tol
     cal = g.standard_normal((64, T, D_IN)).astype(np.float32)
@@ -144,22 +144,14 @@ def test_state_spaces_s4d_with_its_gelu_and_glu_is_refused():
                                    "Loihi 2 runs ReLU activations only (the n-S4D model); replace it with nn.ReLU")
 
 
-def test_state_spaces_multichannel_s4d_is_refused_as_mimo():
-    torch.manual_seed(12)
-    m = TwoLayer(SSS4D, tuple_out=True)
-    m.layers[0].kernel.C = nn.Parameter(torch.randn(2, H, 8, 2))
-    with pytest.raises(ExportError) as e:
-        export(m, torch.randn(1, T, D_IN))
-    assert str(e.value) == ("module 'layers.0.kernel' (SSKernel): C has shape (2, 8, 8, 2): 2 output channels "
-                            "per input channel (channels > 1) make a MIMO layer, which needs s4dc's MIMO "
-                            "support (issue 13); export it with channels=1")
-
-
 def test_registry_matches_by_class_path_and_imports_no_library():
     code = ("import sys, s4dc.torch, s4dc.torch.adapters as a; "
-            "print(sorted(a.ADAPTERS)); print([m for m in ('lrnnx', 's5', 'lru') if m in sys.modules])")
+            "print(sorted(a.ADAPTERS)); print([m for m in ('lrnnx', 's5', 'LRU_pytorch') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == ["['lrnnx.models.lti.s4d.S4D', 's4dc.torch.layers.NS4D']", "[]"]
+    centaurus = [f"lrnnx.models.lti.centaurus.Centaurus{v}" for v in ("DWS", "Full", "Neck", "PWNeck")]
+    assert out.splitlines() == [str(["LRU_pytorch.LRU.LRU", *centaurus, "lrnnx.models.lti.lru.LRU",
+                                     "lrnnx.models.lti.s4d.S4D", "lrnnx.models.lti.s5.S5", "s4dc.torch.layers.NS4D",
+                                     "s5.s5_model.S5"]), "[]"]
 
 
 # --- lrnnx 1.0.0.post1 S4D ---------------------------------------------------------------------
@@ -231,15 +223,6 @@ def test_lrnnx_s4d_with_its_default_gelu_is_refused():
                             "Loihi 2 runs ReLU activations only (the n-S4D model); replace it with nn.ReLU, "
                             "fine-tune the model in float, export it again, and recover quantization loss "
                             "with s4dc.torch.qat.QATNetwork (docs/torch.md)")
-
-
-@needs_lrnnx
-def test_lrnnx_multichannel_s4d_is_refused_as_mimo():
-    torch.manual_seed(16)
-    with pytest.raises(ExportError) as e:
-        export(TwoLayer(lrnnx_s4d(channels=2, final_act="glu"), relu=False, tuple_out=True), torch.randn(1, T, D_IN))
-    assert str(e.value) == ("module 'layers.0' (S4D): channels=2 maps each input channel to 2 outputs (a MIMO "
-                            "layer), which needs s4dc's MIMO support (issue 13)")
 
 
 @needs_lrnnx

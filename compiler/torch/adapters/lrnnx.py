@@ -19,8 +19,11 @@ views; `D` (channels, H). With the layer's transforms
 
 which is the canonical s4dc.S4D / s4dc.S4DBilinear node with its own B. An
 untied dt (one per mode) is written with dt = 1, A = dt A, B = dt B, the same
-discrete system under both rules. Supported: channels = 1, no gate, no
-bottleneck, a global kernel (l_max None or at least the example length);
+discrete system under both rules. With channels > 1 the layer is MIMO with
+structure (each channel's C reads the same H N modes; outputs (c h), or
+(h c) with swap_channels), written by the canonical writer's mapping
+(`state_spaces.channels_mimo`) as s4dc.MIMO / s4dc.MIMOBilinear.
+Supported: no gate, no bottleneck, a global kernel (l_max None or at least the example length);
 anything else is refused naming the module.
 
 S5 (`models/lti/s5.py`, `core/discretization.py`, `core/convolution.py`):
@@ -60,6 +63,7 @@ import torch.nn as nn
 from s4dc.errors import ExportError
 from s4dc.torch.adapters import register
 from s4dc.torch.adapters.mimo import MIMOCore, c128, f64, label, real_view, stable
+from s4dc.torch.adapters.state_spaces import channels_mimo
 from s4dc.torch.emit import SSMCore
 
 _TRANSFORMS = {
@@ -98,8 +102,10 @@ def params(lab: str, layer: nn.Module) -> tuple[str, dict[str, np.ndarray]]:
     rep = int(layer.repeat)
     A = np.tile(A, (rep, 1))
     B = np.tile(_complex(layer.B, is_real)[0], (rep, 1))
-    C = _complex(layer.C, is_real)[0]
-    D = f64(layer.D)[0]
+    C = _complex(layer.C, is_real)  # (channels, H, N)
+    D = f64(layer.D)                 # (channels, H)
+    if C.shape[0] == 1:
+        C, D = C[0], D[0]
     if dt.shape[1] == 1:  # dt_tie: one step per channel
         return _OPS[disc], {"dt": dt[:, 0].copy(), "A": A, "B": B, "C": C, "D": D}
     return _OPS[disc], {"dt": np.ones(dt.shape[0]), "A": dt * A, "B": dt * B, "C": C, "D": D}
@@ -132,9 +138,6 @@ def _no_padding(lab: str, lengths, T: int) -> None:
 @register("lrnnx.models.lti.s4d.S4D", library="lrnnx", layer="S4D")
 def adapt(name: str, layer: nn.Module, args: tuple) -> nn.Module:
     lab = label(name, layer)
-    if int(layer.channels) != 1:
-        raise ExportError(f"{lab}: channels={layer.channels} maps each input channel to {layer.channels} "
-                          "outputs (a MIMO layer), which needs s4dc's MIMO support (issue 13)")
     for attr, what in (("gate", "a multiplicative gate"), ("bottleneck", "a bottleneck")):
         if getattr(layer, attr, None) is not None:
             raise ExportError(f"{lab}: {attr}={getattr(layer, attr)} adds {what}, which the adapter does not "
@@ -145,18 +148,20 @@ def adapt(name: str, layer: nn.Module, args: tuple) -> nn.Module:
         raise ExportError(f"{lab}: l_max={l_max} truncates the kernel below the example length {T}; "
                           "a state space has no truncation (use l_max=None)")
     op, p = params(lab, layer)
+    if p["C"].ndim == 3:  # channels > 1
+        op, p = {"S4D": "MIMO", "S4DBilinear": "MIMOBilinear"}[op], channels_mimo(p)
+        if layer.layer.swap_channels:  # outputs (h c) instead of (c h)
+            ch, H = layer.C.shape[0], p["B"].shape[1]
+            rows = np.arange(ch * H).reshape(ch, H).T.reshape(-1)
+            p = dict(p, C=p["C"][rows], D=p["D"][rows])
     return LrnnxS4D(lab, layer, op, p)
 
 
 # --- MIMO: S5, LRU, Centaurus -------------------------------------------------------------
-def _lti_core(lab: str, op: str, p: dict[str, np.ndarray]) -> MIMOCore:
-    """The layer's forward (x, integration_timesteps=None, lengths=None): an
-    LTI layer ignores integration_timesteps, as lrnnx's do; padding is refused."""
-    def check(args, kwargs):
-        lengths = kwargs.get("lengths", args[1] if len(args) > 1 else None)
-        if lengths is not None:
-            _no_padding(lab, lengths, -1)
-    return MIMOCore(op, p, check)
+def _lti_core(op: str, p: dict[str, np.ndarray]) -> MIMOCore:
+    """The layer's forward (x, integration_timesteps=None, lengths=None): lrnnx's
+    S5, LRU and Centaurus read neither argument, so neither does this."""
+    return MIMOCore(op, p)
 
 
 def s5_params(lab: str, layer: nn.Module) -> tuple[str, dict[str, np.ndarray]]:
@@ -189,7 +194,7 @@ def s5_params(lab: str, layer: nn.Module) -> tuple[str, dict[str, np.ndarray]]:
 def adapt_s5(name: str, layer: nn.Module, args: tuple) -> nn.Module:
     lab = label(name, layer)
     op, p = s5_params(lab, layer)
-    return _lti_core(lab, op, p)
+    return _lti_core(op, p)
 
 
 def lru_params(lab: str, layer: nn.Module) -> dict[str, np.ndarray]:
@@ -204,7 +209,7 @@ def lru_params(lab: str, layer: nn.Module) -> dict[str, np.ndarray]:
 @register("lrnnx.models.lti.lru.LRU", library="lrnnx", layer="LRU")
 def adapt_lru(name: str, layer: nn.Module, args: tuple) -> nn.Module:
     lab = label(name, layer)
-    return _lti_core(lab, "MIMODiscrete", lru_params(lab, layer))
+    return _lti_core("MIMODiscrete", lru_params(lab, layer))
 
 
 def centaurus_params(lab: str, layer: nn.Module) -> dict[str, np.ndarray]:
@@ -227,7 +232,7 @@ def centaurus_params(lab: str, layer: nn.Module) -> dict[str, np.ndarray]:
 
 def _adapt_centaurus(name: str, layer: nn.Module, args: tuple) -> nn.Module:
     lab = label(name, layer)
-    return _lti_core(lab, "MIMODiscrete", centaurus_params(lab, layer))
+    return _lti_core("MIMODiscrete", centaurus_params(lab, layer))
 
 
 for _cls in ("CentaurusNeck", "CentaurusDWS", "CentaurusFull", "CentaurusPWNeck"):

@@ -5,6 +5,13 @@ it or its parent (docs/torch.md). Its forward is traced with torch.fx and the
 value equal to causal_conv(v, K) + D v (published ZOH equations, computed
 here from the parameters) is replaced by the canonical node; the rest of
 its forward stays as written.
+
+With `channels > 1` (state-spaces' multi-head kernel: C (channels, H, N/2, 2),
+D (channels, H), the output rearranged from (B, channels, H, L) to
+(B, channels * H, L)) the layer is MIMO with structure: H * N/2 modes, mode
+(h, n) driven by channel h alone, read by every channel's C. It is written
+by the canonical writer's own mapping (`CanonicalModel.s4d_channels`) as an
+`s4dc.MIMO` node, and the value matched is the rearranged output.
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from s4dc.errors import ExportError
+from s4dc.frontend.canonical import CanonicalModel
 from s4dc.torch.adapters import ADAPTERS, class_path, register_finder
 from s4dc.torch.emit import SSMCore, reference
 
@@ -65,22 +73,22 @@ def _check_shapes(lab: str, own: dict[str, torch.Tensor], D: torch.Tensor) -> No
         raise ExportError(f"{lab}: log_dt has shape {tuple(dt.shape)}, expected (H,)")
     H = dt.shape[0]
     C = own["C"]
-    if C.dim() == (3 if torch.is_complex(C) else 4) and C.shape[0] > 1:
-        raise ExportError(f"{lab}: C has shape {tuple(C.shape)}: {C.shape[0]} output channels per input "
-                          "channel (channels > 1) make a MIMO layer, which needs s4dc's MIMO support "
-                          "(issue 13); export it with channels=1")
+    ch = C.shape[0] if C.dim() == (3 if torch.is_complex(C) else 4) else None  # channels, when C has the axis
     ar = own["log_A_real"]
     if ar.dim() != 2 or ar.shape[0] != H:
         raise ExportError(f"{lab}: log_A_real has shape {tuple(ar.shape)}, expected (H={H}, N/2)")
     n2 = ar.shape[1]
     if tuple(own["A_imag"].shape) != (H, n2):
         raise ExportError(f"{lab}: A_imag has shape {tuple(own['A_imag'].shape)}, expected ({H}, {n2})")
-    want = (H, n2) if torch.is_complex(C) else (H, n2, 2)
+    want = ((H, n2) if torch.is_complex(C) else (H, n2, 2))
+    if ch is not None:
+        want = (ch,) + want
     if tuple(C.shape) != want:
         raise ExportError(f"{lab}: C has shape {tuple(C.shape)}, expected {want} "
-                          "(complex C as a real view; one channel)")
-    if tuple(D.shape) != (H,):
-        raise ExportError(f"{lab}: D has shape {tuple(D.shape)}, expected ({H},)")
+                          "(complex C as a real view; channels first if more than one)")
+    d_want = (H,) if ch is None else (ch, H)
+    if tuple(D.shape) != d_want:
+        raise ExportError(f"{lab}: D has shape {tuple(D.shape)}, expected {d_want}")
 
 
 @register_finder
@@ -111,7 +119,8 @@ def core_of(name: str, layer: nn.Module, params: dict[str, np.ndarray], args: tu
 
     with torch.no_grad():
         Recorder(gm).run(*args)
-    H = params["D"].shape[0]
+    H = params["A"].shape[0]
+    op, ref_p = ("S4D", params) if params["C"].ndim == 2 else ("MIMO", channels_mimo(params))
     order = list(gm.graph.nodes)
     cands = [n for n in order if isinstance(values.get(n), torch.Tensor) and values[n].dim() == 3
              and values[n].is_floating_point()]
@@ -121,15 +130,30 @@ def core_of(name: str, layer: nn.Module, params: dict[str, np.ndarray], args: tu
             if v.shape[1 if lay_in == "BHL" else 2] != H:
                 continue
             u = v.transpose(0, 2, 1) if lay_in == "BHL" else v
-            want = reference(u, "S4D", params)  # (B, T, H)
+            want = reference(u, op, ref_p)  # (B, T, H), or (B, T, channels * H)
             scale = max(float(np.abs(want).max()), 1e-12)
             for n_y in cands[i + 1:]:
                 y = values[n_y].detach().cpu().double().numpy()
                 for lay_out, w in (("BLH", want), ("BHL", want.transpose(0, 2, 1))):
                     if y.shape == w.shape and np.abs(y - w).max() <= MATCH_TOL * scale:
-                        return _rewrite(gm, n_u, n_y, SSMCore(params, lay_in, lay_out))
+                        return _rewrite(gm, n_u, n_y, SSMCore(ref_p, lay_in, lay_out, op=op))
     raise ExportError(f"{lab}: no value in its forward equals causal_conv(u, K) + D u for the kernel "
                       "K its parameters define (ZOH, published S4D equations); cannot export it exactly")
+
+
+def channels_mimo(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The s4dc.MIMO parameters of a multi-channel S4D (C (channels, H, N),
+    D (channels, H)), as the canonical writer maps them."""
+    got: dict[str, np.ndarray] = {}
+
+    class Capture(CanonicalModel):  # the writer's mapping, without writing a model
+        def mimo(self, lam, B, C, D, bias=None, dt=None, discretization="zoh"):
+            got.update(dt=np.asarray(dt, float), A=np.asarray(lam, complex), B=np.asarray(B, complex),
+                       C=np.asarray(C, complex), D=np.asarray(D, float))
+            return self
+
+    Capture(features=p["A"].shape[0], time=None).s4d_channels(p["dt"], p["A"], p["B"], p["C"], p["D"])
+    return got
 
 
 def _rewrite(gm, n_u, n_y, core: SSMCore) -> nn.Module:
