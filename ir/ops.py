@@ -112,6 +112,68 @@ def sequence_input(layer: Layer, ins: list[Tensor]) -> None:
         fail(layer, "input must be a sequence")
 
 
+def matrix(layer: Layer, name: str) -> np.ndarray:
+    """Parameter `name` as a 2-D array, before its shape is checked against the inputs."""
+    a = layer.params.get(name)
+    if a is None or a.ndim != 2:
+        fail(layer, f"parameter '{name}' must be a 2-D array")
+    return a
+
+
+Shapes = dict[str, tuple[int, ...]]
+
+
+class StateSpaceOp(OpDef):
+    """The typing rule the float state spaces share (`ssm`, `mimo`):
+    x_t = A x_{t-1} + B u_t, y_t = gain * Re(C x_t) + D u_t + bias, with A
+    real and dense or complex and diagonal (only a diagonal one may be
+    conjugate-folded), continuous (dt > 0 and a discretization rule) or
+    discrete. A subclass gives the parameters' shapes (`shapes`)."""
+
+    params = ("A", "B", "C", "D", "bias")
+    on_chip = True
+    recurrent = True
+    fuses_relu = True
+    quantizable = True
+    synapse_stages = 2  # as its quantized form: synapses into the state neurons, synapses out of them
+
+    def shapes(self, layer: Layer, form: object, a: np.ndarray, features: int) -> Shapes | None:
+        """The shapes of A, B, C, D, bias (one per output) and dt for an A
+        like `a` in `form`, failing where `a` cannot be A in that form;
+        None where `form` is neither 'dense' nor 'diagonal'."""
+        raise NotImplementedError
+
+    def check_dt(self, layer: Layer, form: str, dt: np.ndarray) -> None:
+        """What the op asks of its (positive) time steps beyond their shape."""
+
+    def infer(self, layer: Layer, ins: list[Tensor]) -> tuple[int, bool]:
+        arity(layer, ins, 1)
+        sequence_input(layer, ins)
+        form, time = layer.attrs.get("form"), layer.attrs.get("time")
+        a = layer.params.get("A")
+        if a is None:
+            fail(layer, "missing parameter 'A'")
+        shape = self.shapes(layer, form, a, ins[0].features)
+        if shape is None:
+            fail(layer, f"attribute 'form' must be 'dense' or 'diagonal', got {form!r}")
+        for k in ("A", "B", "C"):
+            param(layer, k, shape[k], "real" if form == "dense" else "complex")
+        if form == "dense" and layer.attrs.get("folded"):
+            fail(layer, "a dense (real) state space cannot be conjugate-folded")
+        param(layer, "D", shape["D"])
+        param(layer, "bias", shape["bias"])
+        if time == "continuous":
+            dt = param(layer, "dt", shape["dt"])
+            if np.any(dt <= 0):
+                fail(layer, "time steps dt must be positive")
+            self.check_dt(layer, str(form), dt)
+            if layer.attrs.get("discretization") not in ("zoh", "bilinear"):
+                fail(layer, f"continuous {self.name} needs discretization 'zoh' or 'bilinear'")
+        elif time != "discrete":
+            fail(layer, f"attribute 'time' must be 'continuous' or 'discrete', got {time!r}")
+        return shape["bias"][0], True
+
+
 # The op set itself (importing them registers them; one module each kind).
 from s4dc.ir.ops_float import ADD, AFFINE, CONV, INPUT, OUTPUT, READOUT, RELU, SSM  # noqa: E402
 from s4dc.ir.ops_quant import QADD, QAFFINE, QSSM  # noqa: E402

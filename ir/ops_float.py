@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from s4dc.ir.layer import Layer
-from s4dc.ir.ops import OPS, OpDef, arity, fail, param, register_op, sequence_input
+from s4dc.ir.ops import OPS, OpDef, Shapes, StateSpaceOp, arity, fail, matrix, param, register_op, sequence_input
 from s4dc.ir.tensor import Tensor
 
 
@@ -34,9 +34,7 @@ class Affine(OpDef):
 
     def infer(self, layer: Layer, ins: list[Tensor]) -> tuple[int, bool]:
         arity(layer, ins, 1)
-        w = layer.params.get("weight")
-        if w is None or w.ndim != 2:
-            fail(layer, "parameter 'weight' must be a 2-D array")
+        w = matrix(layer, "weight")
         param(layer, "weight", (w.shape[0], ins[0].features))
         param(layer, "bias", (w.shape[0],))
         return w.shape[0], ins[0].sequence
@@ -64,53 +62,25 @@ class Conv(OpDef):
 
 
 @register_op
-class Ssm(OpDef):
-    name = "ssm"
-    params = ("A", "B", "C", "D", "bias")
-    on_chip = True
-    recurrent = True
-    fuses_relu = True
-    quantizable = True
-    direct_term = True
-    synapse_stages = 2  # as its quantized form: into the state neurons, out of them
+class Ssm(StateSpaceOp):
+    """H channels of N states each (A (H, N, N) dense, (H, N) diagonal), one dt per channel."""
 
-    def infer(self, layer: Layer, ins: list[Tensor]) -> tuple[int, bool]:
-        arity(layer, ins, 1)
-        sequence_input(layer, ins)
-        h = ins[0].features
-        form, time = layer.attrs.get("form"), layer.attrs.get("time")
-        a = layer.params.get("A")
-        if a is None:
-            fail(layer, "missing parameter 'A'")
+    name = "ssm"
+    direct_term = True
+
+    def shapes(self, layer: Layer, form: object, a: np.ndarray, h: int) -> Shapes | None:
         if form == "dense":
             if a.ndim != 3 or a.shape[0] != h or a.shape[1] != a.shape[2]:
                 fail(layer, f"dense A must be (H={h}, N, N), got {a.shape}")
-            n = a.shape[1]
-            param(layer, "A", (h, n, n))
-            param(layer, "B", (h, n))
-            param(layer, "C", (h, n))
-            if layer.attrs.get("folded"):
-                fail(layer, "a dense (real) state space cannot be conjugate-folded")
+            state: tuple[int, ...] = (h, a.shape[1], a.shape[1])
         elif form == "diagonal":
             if a.ndim != 2 or a.shape[0] != h:
                 fail(layer, f"diagonal A must be (H={h}, N), got {a.shape}")
-            n = a.shape[1]
-            param(layer, "A", (h, n), "complex")
-            param(layer, "B", (h, n), "complex")
-            param(layer, "C", (h, n), "complex")
+            state = (h, a.shape[1])
         else:
-            fail(layer, f"attribute 'form' must be 'dense' or 'diagonal', got {form!r}")
-        param(layer, "D", (h,))
-        param(layer, "bias", (h,))
-        if time == "continuous":
-            dt = param(layer, "dt", (h,))
-            if np.any(dt <= 0):
-                fail(layer, "time steps dt must be positive")
-            if layer.attrs.get("discretization") not in ("zoh", "bilinear"):
-                fail(layer, "continuous ssm needs discretization 'zoh' or 'bilinear'")
-        elif time != "discrete":
-            fail(layer, f"attribute 'time' must be 'continuous' or 'discrete', got {time!r}")
-        return h, True
+            return None
+        n = a.shape[1]
+        return {"A": state, "B": (h, n), "C": (h, n), "D": (h,), "bias": (h,), "dt": (h,)}
 
     def describe(self, layer: Layer) -> str:
         return f" {layer.attrs['form']}/{layer.attrs['time']} N={layer.params['A'].shape[1]}"

@@ -19,70 +19,36 @@ from __future__ import annotations
 import numpy as np
 
 from s4dc.ir.layer import Layer
-from s4dc.ir.ops import OPS, OpDef, arity, fail, param, register_op, sequence_input
-from s4dc.ir.ops_quant import _Quantized, bits_attr, int_param, shift_attr
+from s4dc.ir.ops import OPS, OpDef, Shapes, StateSpaceOp, arity, fail, matrix, param, register_op, sequence_input
+from s4dc.ir.ops_quant import (_Quantized, a_frac_attr, bits_attr, check_quantized_eigenvalues, int_param,
+                               shift_attr, shift_param)
 from s4dc.ir.tensor import Tensor
-from s4dc.targets.loihi2.numerics import (BIAS_BITS, MAX_A_FRAC, MAX_BIAS_EXP, MAX_EXACT_B_SHIFT, MIN_A_FRAC,
-                                         MIN_BIAS_EXP, MIN_SHIFT, SHIFT_PARAM_BITS, qmax)
-
-
-def _matrix(layer: Layer, name: str) -> np.ndarray:
-    a = layer.params.get(name)
-    if a is None or a.ndim != 2:
-        fail(layer, f"parameter '{name}' must be a 2-D array")
-    return a
+from s4dc.targets.loihi2.numerics import BIAS_BITS, MAX_BIAS_EXP, MAX_EXACT_B_SHIFT, MIN_BIAS_EXP, qmax
 
 
 @register_op
-class Mimo(OpDef):
-    name = "mimo"
-    params = ("A", "B", "C", "D", "bias")
-    on_chip = True
-    recurrent = True
-    fuses_relu = True
-    quantizable = True
-    synapse_stages = 2  # dense synapses into the mode neurons, dense synapses out of them
+class Mimo(StateSpaceOp):
+    """P modes (A (P, P) dense, (P,) diagonal) read by H_out outputs, one dt per mode."""
 
-    def infer(self, layer: Layer, ins: list[Tensor]) -> tuple[int, bool]:
-        arity(layer, ins, 1)
-        sequence_input(layer, ins)
-        h_in = ins[0].features
-        form, time = layer.attrs.get("form"), layer.attrs.get("time")
-        a = layer.params.get("A")
-        if a is None:
-            fail(layer, "missing parameter 'A'")
-        h_out = _matrix(layer, "C").shape[0]
+    name = "mimo"
+
+    def shapes(self, layer: Layer, form: object, a: np.ndarray, h_in: int) -> Shapes | None:
+        h_out = matrix(layer, "C").shape[0]
         if form == "dense":
             if a.ndim != 2 or a.shape[0] != a.shape[1]:
                 fail(layer, f"dense A must be (P, P), got {a.shape}")
-            p = a.shape[0]
-            param(layer, "A", (p, p))
-            param(layer, "B", (p, h_in))
-            param(layer, "C", (h_out, p))
-            if layer.attrs.get("folded"):
-                fail(layer, "a dense (real) state space cannot be conjugate-folded")
         elif form == "diagonal":
             if a.ndim != 1:
                 fail(layer, f"diagonal A (the eigenvalues) must be (P,), got {a.shape}")
-            p = a.shape[0]
-            param(layer, "A", (p,), "complex")
-            param(layer, "B", (p, h_in), "complex")
-            param(layer, "C", (h_out, p), "complex")
         else:
-            fail(layer, f"attribute 'form' must be 'dense' or 'diagonal', got {form!r}")
-        param(layer, "D", (h_out, h_in))
-        param(layer, "bias", (h_out,))
-        if time == "continuous":
-            dt = param(layer, "dt", (p,))
-            if np.any(dt <= 0):
-                fail(layer, "time steps dt must be positive")
-            if form == "dense" and p and np.ptp(dt) != 0:
-                fail(layer, "a dense continuous A needs one time step dt for all modes")
-            if layer.attrs.get("discretization") not in ("zoh", "bilinear"):
-                fail(layer, "continuous mimo needs discretization 'zoh' or 'bilinear'")
-        elif time != "discrete":
-            fail(layer, f"attribute 'time' must be 'continuous' or 'discrete', got {time!r}")
-        return h_out, True
+            return None
+        p = a.shape[0]
+        return {"A": a.shape, "B": (p, h_in), "C": (h_out, p), "D": (h_out, h_in), "bias": (h_out,), "dt": (p,)}
+
+    def check_dt(self, layer: Layer, form: str, dt: np.ndarray) -> None:
+        # one shared dense A: a time step per mode would mean per-mode A's before diagonalizing
+        if form == "dense" and dt.size and np.ptp(dt) != 0:
+            fail(layer, "a dense continuous A needs one time step dt for all modes")
 
     def describe(self, layer: Layer) -> str:
         p = layer.params
@@ -115,7 +81,7 @@ class QMimo(_Quantized):
         if a is None or a.ndim != 1:
             fail(layer, "a_re must be (P,)")
         p = a.shape[0]
-        h_out = _matrix(layer, "c_re").shape[0]
+        h_out = matrix(layer, "c_re").shape[0]
         int_param(layer, "a_re", (p,), bits["a"])
         int_param(layer, "a_im", (p,), bits["a"])
         for k in ("b_re", "b_im"):
@@ -126,21 +92,15 @@ class QMimo(_Quantized):
         c_im = layer.params["c_im"]
         if c_im.size and c_im.min() < -qmax(bits["weight"]):
             fail(layer, f"parameter 'c_im' holds -2^{bits['weight'] - 1}, whose negation exceeds {bits['weight']} bits")
-        s = int_param(layer, "b_shift", (p,), SHIFT_PARAM_BITS)
-        if s.size and (s.min() < MIN_SHIFT or s.max() > MAX_EXACT_B_SHIFT):
-            fail(layer, f"parameter 'b_shift' holds shifts outside [{MIN_SHIFT}, {MAX_EXACT_B_SHIFT}]")
+        shift_param(layer, "b_shift", (p,), MAX_EXACT_B_SHIFT)
         int_param(layer, "d", (h_out, h_in), bits["weight"])
         int_param(layer, "bias_mant", (h_out,), BIAS_BITS)
-        fa = shift_attr(layer, "a_frac", MIN_A_FRAC, MAX_A_FRAC)
-        if fa != bits["a"] - 1:
-            fail(layer, f"a_frac {fa} must be a bits - 1 = {bits['a'] - 1}")
+        fa = a_frac_attr(layer, bits)
         shift_attr(layer, "x_shift", 0, bits["state"])
         shift_attr(layer, "c_shift")
         shift_attr(layer, "d_shift")
         shift_attr(layer, "bias_exp", MIN_BIAS_EXP, MAX_BIAS_EXP)
-        lam = (layer.params["a_re"] + 1j * layer.params["a_im"]) / 2.0**fa
-        if lam.size and np.abs(lam).max() >= 1:
-            fail(layer, f"quantized eigenvalue with |lambda| = {np.abs(lam).max():.6f} >= 1")
+        check_quantized_eigenvalues(layer, fa)
         return h_out, True
 
     def describe(self, layer: Layer) -> str:

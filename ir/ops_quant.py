@@ -25,6 +25,30 @@ def int_param(layer: Layer, name: str, shape: tuple[int, ...], bits: int) -> np.
     return a
 
 
+def shift_param(layer: Layer, name: str, shape: tuple[int, ...], hi: int) -> np.ndarray:
+    """Per-state shifts in [MIN_SHIFT, hi]; a b_shift's hi, MAX_EXACT_B_SHIFT, keeps the
+    state update exact in float64 (docs/fixed_point.md)."""
+    s = int_param(layer, name, shape, SHIFT_PARAM_BITS)
+    if s.size and (s.min() < MIN_SHIFT or s.max() > hi):
+        fail(layer, f"parameter '{name}' holds shifts outside [{MIN_SHIFT}, {hi}]")
+    return s
+
+
+def a_frac_attr(layer: Layer, bits: dict) -> int:
+    """The eigenvalues' fraction bits: all of a's bits but its sign."""
+    fa = shift_attr(layer, "a_frac", MIN_A_FRAC, MAX_A_FRAC)
+    if fa != bits["a"] - 1:
+        fail(layer, f"a_frac {fa} must be a bits - 1 = {bits['a'] - 1}")
+    return fa
+
+
+def check_quantized_eigenvalues(layer: Layer, a_frac: int) -> None:
+    """|lambda| < 1 for every (a_re + i a_im) 2^-a_frac: a stable recurrence."""
+    lam = (layer.params["a_re"] + 1j * layer.params["a_im"]) / 2.0**a_frac
+    if lam.size and np.abs(lam).max() >= 1:
+        fail(layer, f"quantized eigenvalue with |lambda| = {np.abs(lam).max():.6f} >= 1")
+
+
 def bits_attr(layer: Layer) -> dict:
     b = layer.attrs.get("bits")
     if not isinstance(b, dict):
@@ -81,21 +105,14 @@ class QSsm(_Quantized):
         shape = a.shape
         for k, b in (("a_re", "a"), ("a_im", "a"), ("b_re", "b"), ("b_im", "b"), ("c_re", "c"), ("c_im", "c")):
             int_param(layer, k, shape, bits[b])
-        # b_shift <= MAX_EXACT_B_SHIFT keeps the state update exact in float64 (docs/fixed_point.md).
-        for k, hi in (("b_shift", MAX_EXACT_B_SHIFT), ("c_shift", MAX_SHIFT)):
-            s = int_param(layer, k, shape, SHIFT_PARAM_BITS)
-            if s.size and (s.min() < MIN_SHIFT or s.max() > hi):
-                fail(layer, f"parameter '{k}' holds shifts outside [{MIN_SHIFT}, {hi}]")
+        shift_param(layer, "b_shift", shape, MAX_EXACT_B_SHIFT)
+        shift_param(layer, "c_shift", shape, MAX_SHIFT)
         int_param(layer, "d", (h,), bits["weight"])
         int_param(layer, "bias_mant", (h,), BIAS_BITS)
-        fa = shift_attr(layer, "a_frac", MIN_A_FRAC, MAX_A_FRAC)
-        if fa != bits["a"] - 1:
-            fail(layer, f"a_frac {fa} must be a bits - 1 = {bits['a'] - 1}")
+        fa = a_frac_attr(layer, bits)
         shift_attr(layer, "d_shift")
         shift_attr(layer, "bias_exp", MIN_BIAS_EXP, MAX_BIAS_EXP)
-        lam = (layer.params["a_re"] + 1j * layer.params["a_im"]) / 2.0**fa
-        if lam.size and np.abs(lam).max() >= 1:
-            fail(layer, f"quantized eigenvalue with |lambda| = {np.abs(lam).max():.6f} >= 1")
+        check_quantized_eigenvalues(layer, fa)
         return h, True
 
 
