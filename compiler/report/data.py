@@ -9,7 +9,7 @@ import math
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from s4dc.errors import NetworkFormatError
 from s4dc.report import cost
@@ -138,6 +138,69 @@ def _route(a: tuple[int, int], b: tuple[int, int]) -> list[tuple[tuple[int, int]
     return steps
 
 
+def owner(part_layer: str, layers: Iterable[str]) -> tuple[str, str | None]:
+    """The graph layer a part belongs to and its stage: a layer that the
+    partitioner maps as several stages names its parts `LAYER/STAGE` (a MIMO
+    layer's mode neurons: `LAYER/modes`); the others name the layer itself."""
+    if part_layer in layers:
+        return part_layer, None
+    base, _, stage = part_layer.rpartition("/")
+    if base and base in layers:
+        return base, stage
+    return part_layer, None
+
+
+# The widths the quantization table shows, w/a/b/c/state/message. A MIMO
+# layer's B and C are synapse weights (docs/fixed_point.md, `qmimo`): its b
+# and c columns are the weight width, not the S4D coefficient widths it
+# does not use.
+BIT_COLUMNS = ("weight", "a", "b", "c", "state", "message")
+BIT_SOURCES = {"qmimo": {"b": "weight", "c": "weight"}}
+# Shifts of an integer op the report reads from graph.json beside the
+# quantization record's exponents (label = attribute name).
+SHIFTS = {"qmimo": ("x_shift", "c_shift", "d_shift")}
+EXPONENT_LABELS = (("weight_exp", "w"), ("shift", "shift"), ("a_frac", "a_frac"), ("state_exp", "state"),
+                   ("x_shift", "x_shift"), ("c_shift", "c_shift"), ("d_shift", "d_shift"))
+
+
+def bits_used(op: str | None, bits: dict[str, int] | None) -> list[int | None] | None:
+    """The BIT_COLUMNS widths of a quantized layer, or None (no widths: the input)."""
+    if not bits:
+        return None
+    src = BIT_SOURCES.get(str(op), {})
+    return [bits.get(src.get(k, k)) for k in BIT_COLUMNS]
+
+
+def exponents_text(r: dict[str, Any]) -> str:
+    """A quantization row's exponents and shifts, one short line."""
+    return ", ".join(f"{lab} {r[k]}" for k, lab in EXPONENT_LABELS if r.get(k) is not None)
+
+
+def bits_text(r: dict[str, Any]) -> str:
+    b = r.get("bits_used")
+    return "/".join("-" if v is None else str(v) for v in b) if b else "-"
+
+
+def _states(L: dict[str, Any], psizes: dict[str, int]) -> int | None:
+    """A state-space layer's complex states, from its parameters' sizes: an
+    S4D layer's H x N (a_re (H, N), or a diagonal A), a MIMO layer's P shared
+    modes (a_re (P,), or diagonal A (P,)); None for other layers."""
+    name = L["name"]
+    if f"{name}/a_re" in psizes:
+        return psizes[f"{name}/a_re"]
+    if (L.get("attrs") or {}).get("form") == "diagonal" and f"{name}/A" in psizes:
+        return psizes[f"{name}/A"]
+    return None
+
+
+def _binding(stages: list[dict[str, Any]], name: str) -> str | None:
+    """What set a layer's split; per stage where its stages' differ."""
+    found = [(x["layer"], x.get("binding")) for x in stages]
+    if len({b for _, b in found}) <= 1:
+        return found[0][1] if found else None
+    return "; ".join(f"{'units' if n == name else n.rpartition('/')[2]}: {b}" for n, b in found)
+
+
 def _placement(doc: dict[str, Any], layer_index: dict[str, int], depth_steps: int) -> dict[str, Any]:
     spec = doc["spec"]
     system = doc["system"]
@@ -162,8 +225,9 @@ def _placement(doc: dict[str, Any], layer_index: dict[str, int], depth_steps: in
         # Each S4D state sends to its channel unit through one synapse; when the
         # unit shares the core (no split, or the unit's chunk) that op is internal.
         internal = int(p.get("state_neurons", 0)) if units > 0 else 0  # state neurons: S4D parts only
-        parts.append({"id": p["id"], "layer": p["layer"], "layer_index": layer_index.get(p["layer"], 0),
-                      "op": p["op"], "channels": p.get("channels"), "state_range": p.get("state_range"),
+        of, stage = owner(p["layer"], layer_index)
+        parts.append({"id": p["id"], "layer": p["layer"], "of": of, "stage": stage,
+                      "layer_index": layer_index.get(of, 0), "op": p["op"], "channels": p.get("channels"), "state_range": p.get("state_range"),
                       "neurons": p["neurons"], "state_neurons": p.get("state_neurons", 0),
                       "synapses": p["synapses"], "memory_bytes": p["memory_bytes"], "memory": mem,
                       "synops_per_step": p.get("synops_per_step", 0), "internal_synops_per_step": internal,
@@ -329,10 +393,15 @@ def _summary(out: Path, manifest: dict[str, Any], files: dict[str, str]) -> dict
             "where": "chip" if L["name"] in layer_index else "host",
             "latency_steps": depth.get(L["name"], 0) if L["name"] in layer_index else None,
         }
+        states = _states(L, psizes)
+        if states is not None:
+            row["states"] = states
         if place is not None and L["name"] in layer_index:
-            mine = [p for p in place["parts"] if p["layer"] == L["name"]]
+            # every stage of the layer (a MIMO layer: its `/modes` parts too)
+            mine = [p for p in place["parts"] if p["of"] == L["name"]]
             ids = {p["id"] for p in mine}
-            lay = next((x for x in place["layers"] if x.get("layer") == L["name"]), {})
+            stages = [x for x in place["layers"] if owner(x.get("layer", ""), layer_index)[0] == L["name"]]
+            lay = next((x for x in stages if x.get("layer") == L["name"]), {})
             row.update({
                 "cores": len(mine),
                 "neurons": sum(p["neurons"] for p in mine),
@@ -344,11 +413,17 @@ def _summary(out: Path, manifest: dict[str, Any], files: dict[str, str]) -> dict
                                                   if e["src"] in ids and e["dst"] not in ids)),
                 "messages_in_per_step": _num(sum(e["messages_per_step"] for e in place["edges"]
                                                  if e["dst"] in ids and e["src"] not in ids)),
+                # between the layer's own parts (MIMO modes to output units, S4D state chunks to units)
+                "messages_internal_per_step": _num(sum(e["messages_per_step"] for e in place["edges"]
+                                                       if e["src"] in ids and e["dst"] in ids)),
                 "synops_per_step": _num(sum(p["synops"] for p in mine)),
                 "max_utilization": max((p["utilization"]["max"] for p in mine), default=0.0),
-                "binding": lay.get("binding"), "activity": lay.get("activity"),
+                "binding": _binding(stages, L["name"]), "activity": lay.get("activity"),
                 "activation_sparsity": lay.get("activation_sparsity"),
                 "units": lay.get("units"), "states_per_channel": lay.get("states_per_channel"),
+                "stages": [{"stage": owner(x["layer"], layer_index)[1] or "units", "layer": x["layer"],
+                            "parts": x.get("parts"), "units": x.get("units"), "binding": x.get("binding"),
+                            "activity": x.get("activity")} for x in stages],
             })
         rows.append(row)
 
@@ -356,10 +431,15 @@ def _summary(out: Path, manifest: dict[str, Any], files: dict[str, str]) -> dict
     if quant_rec is not None:
         ch = quant_rec.get("changes", {})
         qrows = []
+        by_name = {L["name"]: L for L in layers}
         for name, e in ch.get("layers", {}).items():
+            attrs = (by_name.get(name) or {}).get("attrs") or {}
             qrows.append({"name": name, "op": e.get("op"), "bits": e.get("bits"),
+                          "bits_used": bits_used(e.get("op"), e.get("bits")),
                           "exp_out": e.get("exp_out"), "state_exp": e.get("state_exp"),
                           "weight_exp": e.get("weight_exp"), "shift": e.get("shift"), "a_frac": e.get("a_frac"),
+                          **{k: attrs.get(k) for k in SHIFTS.get(str(e.get("op")), ())},
+                          "modes": e.get("modes"),
                           "saturations": e.get("saturations"), "rel_rms_error": e.get("rel_rms_error"),
                           "max_abs_eigenvalue": e.get("max_abs_eigenvalue")})
         order = {L["name"]: i for i, L in enumerate(layers)}

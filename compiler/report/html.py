@@ -7,6 +7,7 @@ import math
 from html import escape
 from typing import Any
 
+from s4dc.report.data import bits_text, exponents_text
 from s4dc.report.data import fmt_bytes as _bytes
 from s4dc.report.data import fmt_int as _int
 from s4dc.report.data import fmt_si as _fmt_si
@@ -141,10 +142,12 @@ def mesh_svg(place: dict[str, Any], view: str, vmax_link: float) -> str:
             lc = LAYER_COLORS[(p["layer_index"] - 1) % len(LAYER_COLORS)]
             ch = p.get("channels") or [0, 0]
             sr = f", states {p['state_range'][0]}-{p['state_range'][1]}" if p.get("state_range") else ""
+            stage = f" {p['stage']}" if p.get("stage") else ""   # a MIMO layer's mode neurons: "modes"
+            what = "modes" if p.get("stage") == "modes" else "units"
             mem = p["memory"]
             lim = place["limits"]
             tip = (f"core {local} of chip {c} (x {local % mx}, y {local // mx})\n"
-                   f"part {pid}: L{p['layer_index']} {p['layer']} ({p['op']}), units {ch[0]}-{ch[1]}{sr}\n"
+                   f"part {pid}: L{p['layer_index']} {p['of']}{stage} ({p['op']}), {what} {ch[0]}-{ch[1]}{sr}\n"
                    f"neurons {p['neurons']:,} of {lim['neurons']:,} ({_pct(u['neurons'])})\n"
                    f"memory {_bytes(p['memory_bytes'])} of {_bytes(lim['memory'])} ({_pct(u['memory'])}): "
                    f"neuron {_pct(u['neuron_memory'])}, synapse {_pct(u['synapse_memory'])}, "
@@ -155,7 +158,7 @@ def mesh_svg(place: dict[str, Any], view: str, vmax_link: float) -> str:
             label = (f'<text class="lbl" x="{x + cell / 2:.1f}" y="{y + cell / 2 + fs * 0.45:.1f}" '
                      f'font-size="{fs}">L{p["layer_index"]}</text>') if cell >= 16 else ""
             out.append(f'<g class="core used" data-core="{g}" data-chip="{c}" data-part="{pid}" '
-                       f'data-layer="{escape(p["layer"])}" style="{style}"><rect class="u" x="{x}" y="{y}" '
+                       f'data-layer="{escape(p["of"])}" style="{style}"><rect class="u" x="{x}" y="{y}" '
                        f'width="{cell}" height="{cell}" rx="2"/><rect class="stripe" x="{x}" y="{y}" '
                        f'width="{cell}" height="{max(2.0, round(cell * 0.14, 1))}" fill="{lc}"/>{label}'
                        f'<title>{escape(tip)}</title></g>')
@@ -353,10 +356,12 @@ def _layers_table(s: dict[str, Any]) -> str:
         cells = [td(idx, "index", r.get("index")), td(escape(r["name"]), "name", cls="name"),
                  td(escape(r["op"]), "op"), td(r["where"], "where"),
                  td(_int(r.get("features")), "features", r.get("features")),
+                 td(_int(r.get("states")) if r.get("states") is not None else "", "states", r.get("states"),
+                    title=_states_title(r)),
                  td(_int(r.get("params")), "params", r.get("params"))]
         if placed:
             on = "cores" in r
-            cells += [td(_int(r.get("cores")) if on else "", "cores", r.get("cores")),
+            cells += [td(_int(r.get("cores")) if on else "", "cores", r.get("cores"), title=_stages_title(r)),
                       td(_int(r.get("neurons")) if on else "", "neurons", r.get("neurons")),
                       td(_int(r.get("synapses")) if on else "", "synapses", r.get("synapses")),
                       td(_bytes(r.get("memory_bytes")) if on else "", "memory_bytes", r.get("memory_bytes"),
@@ -376,7 +381,7 @@ def _layers_table(s: dict[str, Any]) -> str:
         cells.append(td(_int(r.get("latency_steps")) if r.get("latency_steps") is not None else "",
                         "latency_steps", r.get("latency_steps")))
         rows.append(f'<tr data-layer="{escape(r["name"])}">{"".join(cells)}</tr>')
-    head = [("#", "n"), ("layer", ""), ("op", ""), ("on", ""), ("features", "n"), ("params", "n")]
+    head = [("#", "n"), ("layer", ""), ("op", ""), ("on", ""), ("features", "n"), ("states", "n"), ("params", "n")]
     if placed:
         head += [("cores", "n"), ("neurons", "n"), ("synapses", "n"), ("memory", "n"), ("fullest core", "n"),
                  ("msgs in/step", "n"), ("msgs out/step", "n"), ("synops/step", "n"), ("sends", "n"),
@@ -388,6 +393,27 @@ def _layers_table(s: dict[str, Any]) -> str:
             "assumed).</p>" if placed else '<p class="dim">No placement: cores, neurons, synapses, memory and '
             "messages are known once the network is quantized and placed.</p>")
     return f'<section id="layers"><h2>Layers</h2>{_table(head, rows, tid="layers-table")}{note}</section>'
+
+
+def _states_title(r: dict[str, Any]) -> str | None:
+    """What a layer's state count is: S4D channels of N states, or P modes shared by every channel (MIMO)."""
+    if r.get("states") is None:
+        return None
+    if r["op"] in ("mimo", "qmimo"):
+        return f"{r['states']:,} complex modes shared by all {r.get('features')} output channels (MIMO)"
+    per = r.get("states_per_channel")
+    return (f"{r.get('units')} channels × {per} complex states" if per
+            else f"{r['states']:,} complex states")
+
+
+def _stages_title(r: dict[str, Any]) -> str | None:
+    """A layer mapped as several stages (MIMO: mode neurons, then output units): its parts per stage."""
+    st = r.get("stages") or []
+    if len(st) < 2:
+        return None
+    parts = "; ".join(f"{x['stage']}: {x['parts']} part{'s' if x['parts'] != 1 else ''} of {x['units']} "
+                      f"neurons" for x in st)
+    return f"{parts}; {_int(r.get('messages_internal_per_step'))} messages per step between them"
 
 
 def _cost_section(s: dict[str, Any]) -> str:
@@ -450,17 +476,11 @@ def _quant_section(s: dict[str, Any]) -> str:
     rows = []
     emax = max((r["rel_rms_error"] or 0 for r in q["layers"] if r.get("rel_rms_error") is not None), default=0) or 1.0
     for r in q["layers"]:
-        b = r.get("bits") or {}
-        bits = "/".join(str(b.get(k, "-")) for k in ("weight", "a", "b", "c", "state", "message")) if b else "-"
-        exps = []
-        for k, lab in (("weight_exp", "w"), ("shift", "shift"), ("a_frac", "a_frac"), ("state_exp", "state")):
-            if r.get(k) is not None:
-                exps.append(f"{lab} {r[k]}")
         rel = r.get("rel_rms_error")
         sat = r.get("saturations")
         cells = [td(escape(r["name"]), "name", cls="name"), td(escape(str(r.get("op"))), "op"),
-                 td(bits, "bits"), td(_int(r.get("exp_out")), "exp_out", r.get("exp_out")),
-                 td(escape(", ".join(exps)), "exponents"),
+                 td(bits_text(r), "bits"), td(_int(r.get("exp_out")), "exp_out", r.get("exp_out")),
+                 td(escape(exponents_text(r)), "exponents"),
                  td(_int(sat), "saturations", sat, cls="bad" if sat else ""),
                  td(_sci(rel) + (f'<span class="bar err" style="width:{max(1, round(60 * rel / emax))}px"></span>'
                                  if rel is not None else ""), "rel_rms_error", rel),
@@ -472,7 +492,8 @@ def _quant_section(s: dict[str, Any]) -> str:
     return (f'<section id="quantization"><h2>Quantization</h2><p class="dim">Calibration: '
             f'{escape(str(q.get("calibration")))}; range margin {q.get("margin")}; output error '
             f'{_sci(q.get("output_rel_rms_error"))} (relative RMS against float); {_int(q["saturations"])} '
-            f'saturated values in total. An integer m of a tensor with exponent e means m · 2^e.</p>'
+            f'saturated values in total. An integer m of a tensor with exponent e means m · 2^e. A MIMO '
+            f'layer\'s B and C are synapse weights: its b and c widths are the weight width.</p>'
             f'{_table(head, rows, tid="quant-table")}</section>')
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from s4dc.options import OBJECTIVES
+from s4dc.report.data import bits_text, exponents_text
 from s4dc.report.data import fmt_bytes as _b
 from s4dc.report.data import fmt_int as _i
 from s4dc.report.data import fmt_si
@@ -129,16 +130,16 @@ def format_text(s: dict[str, Any]) -> str:
     out.append("")
     out.append("layers:")
     placed = place is not None
-    head = ["#", "layer", "op", "on", "features", "params"]
-    right = {0, 4, 5}
+    head = ["#", "layer", "op", "on", "features", "states", "params"]
+    right = {0, 4, 5, 6}
     if placed:
         head += ["cores", "neurons", "synapses", "memory", "fullest", "msgs in/step", "msgs out/step",
                  "synops/step", "sends", "sparsity"]
-        right |= {6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
+        right |= set(range(7, 17))
     rows = []
     for r in s["layers"]:
         row = [f"L{r['index']}" if r.get("index") else "", r["name"], r["op"], r["where"], _i(r.get("features")),
-               _i(r.get("params"))]
+               _i(r["states"]) if r.get("states") is not None else "", _i(r.get("params"))]
         if placed:
             on = "cores" in r
             row += ([_i(r["cores"]), _i(r["neurons"]), _i(r["synapses"]), _b(r["memory_bytes"]),
@@ -189,14 +190,9 @@ def format_text(s: dict[str, Any]) -> str:
                    f"{q.get('output_rel_rms_error')}; {q['saturations']} saturations):")
         rows = []
         for r in q["layers"]:
-            b = r.get("bits") or {}
-            bits = "/".join(str(b.get(k, "-")) for k in ("weight", "a", "b", "c", "state", "message")) if b else "-"
-            exps = ", ".join(f"{lab} {r[k]}" for k, lab in (("weight_exp", "w"), ("shift", "shift"),
-                                                              ("a_frac", "a_frac"), ("state_exp", "state"))
-                             if r.get(k) is not None)
             rel = r.get("rel_rms_error")
-            rows.append([r["name"], str(r.get("op")), bits, _i(r.get("exp_out")), exps, _i(r.get("saturations")),
-                         "-" if rel is None else f"{rel:.2e}"])
+            rows.append([r["name"], str(r.get("op")), bits_text(r), _i(r.get("exp_out")), exponents_text(r),
+                         _i(r.get("saturations")), "-" if rel is None else f"{rel:.2e}"])
         out += table(["layer", "op", "bits w/a/b/c/s/m", "exp", "exponents, shifts", "saturations", "rel error"],
                      rows, right={3, 5, 6})
 
