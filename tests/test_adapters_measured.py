@@ -4,6 +4,7 @@ response; modules that are not are refused naming the module and the
 measured deviation."""
 from __future__ import annotations
 
+import importlib.util
 import re
 
 import pytest
@@ -208,3 +209,22 @@ def test_channels_first_layer_is_measured(tmp_path):
         want = m(x).numpy()
     got = s4dc.compile(tmp_path / "m.onnx", float_only=True).run(x.numpy())
     assert abs(got - want).max() <= MEASURED * abs(want).max()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lrnnx") is None, reason="lrnnx==1.0.0.post1 is not installed (the "
+                    "Makefile installs it into .venv for the tests)")
+def test_lrnnx_s4_dplr_done_when(tmp_path):
+    """lrnnx's S4 is DPLR (not diagonal): no exact adapter, so it is measured.
+    Its activation is inside the module, so it is set to Identity and the
+    ReLU put after the layer (a ReLU inside makes the module nonlinear)."""
+    from test_adapters import _lrnnx
+
+    S4 = _lrnnx().S4
+
+    def make(h):
+        m = S4(h, d_state=16, transposed=False, final_act=None, verbose=False)
+        m.conv_activation, m.mult_activation = nn.Identity(), nn.Identity()
+        return m
+
+    torch.manual_seed(28)
+    check_done_when(TwoLayer(make, tuple_out=True), tmp_path, MEASURED, "lrnnx | 1.0.0.post1 | S4 (DPLR) | measured")

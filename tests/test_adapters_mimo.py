@@ -312,3 +312,19 @@ def test_lrnnx_and_state_spaces_modes_agree_with_the_writer():
     assert m["B"].shape == (H_ * N, H_) and m["C"].shape == (ch * H_, H_ * N) and m["D"].shape == (ch * H_, H_)
     assert np.array_equal(m["C"][1 * H_ + 2, 2 * N:3 * N], p["C"][1, 2]) and m["D"][1 * H_ + 2, 2] == p["D"][1, 2]
     assert np.array_equal(m["A"], p["A"].reshape(-1)) and math.isclose(m["dt"][N], p["dt"][1])
+
+
+@needs_lru
+def test_mimo_nodes_export_through_the_torchscript_exporter_too(tmp_path):
+    """The legacy exporter types the node's output (batch, time, H_out) from C."""
+    import LRU_pytorch
+
+    torch.manual_seed(53)
+    m = Chain(lambda h: LRU_pytorch.LRU(h, 2 * h, 16), grow=2).eval()
+    proto = export(m, torch.randn(2, T, D_IN), tmp_path / "m.onnx", exporter="torchscript")
+    assert [n.op_type for n in proto.graph.node if n.domain == "s4dc"] == ["MIMODiscrete", "MIMODiscrete"]
+    x = np.random.default_rng(4).standard_normal((3, T, D_IN)).astype(np.float32)
+    with torch.no_grad():
+        want = m(torch.from_numpy(x)).numpy()
+    got = s4dc.compile(tmp_path / "m.onnx", float_only=True).run(x)
+    assert np.abs(got - want).max() <= EXACT * np.abs(want).max()

@@ -217,7 +217,7 @@ def test_wrong_parameter_shape_is_named():
     with pytest.raises(ExportError) as e:
         export(Wrapper(Holder(k)), torch.randn(1, 5, 4))
     assert str(e.value) == ("module 'block.kernel' (S4DKernel): C has shape (4, 2), expected (4, 2, 2) "
-                            "(complex C as a real view; one channel)")
+                            "(complex C as a real view; channels first if more than one)")
     k = S4DKernel(4, 4)
     k.A_imag = nn.Parameter(torch.zeros(4, 3))
     with pytest.raises(ExportError) as e:

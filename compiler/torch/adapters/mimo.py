@@ -17,12 +17,8 @@ import torch
 import torch.nn as nn
 
 from s4dc.errors import ExportError
+from s4dc.torch.adapters.state_spaces import label  # noqa: F401 - one label for every adapter
 from s4dc.torch.emit import SSMCore, discretize
-
-
-def label(name: str, layer: nn.Module) -> str:
-    return f"module '{name or '<root>'}' ({type(layer).__name__})"
-
 
 def f64(t: torch.Tensor) -> np.ndarray:
     """A real parameter as float64 (complex parameters: `c128`)."""

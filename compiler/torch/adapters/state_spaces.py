@@ -27,7 +27,9 @@ from s4dc.torch.adapters import ADAPTERS, class_path, register_finder
 from s4dc.torch.emit import SSMCore, reference
 
 KERNEL_PARAMS = ("log_dt", "log_A_real", "A_imag", "C")
-MARKS = ("log_dt", "log_A_real", "A_imag")  # names that say "this is an S4D kernel"
+# names that say "this is an S4D kernel" when two of them are there (one alone is
+# too common: lrnnx's DPLR S4 has A_imag, S5-style layers log_dt; those go to the measured path)
+MARKS = ("log_dt", "log_A_real", "A_imag")
 MATCH_TOL = 1e-3   # relative, float32 model vs float64 equations, to recognize the S4D output
 
 
@@ -50,7 +52,7 @@ def find_s4d(model: nn.Module) -> list[tuple[str, nn.Module, nn.Module]]:
     found = []
     for name, m in mods.items():
         own = _own(m)
-        if not any(k in own for k in MARKS) or any(name == c or name.startswith(c + ".") or c == ""
+        if sum(k in own for k in MARKS) < 2 or any(name == c or name.startswith(c + ".") or c == ""
                                                    for c in claimed):
             continue
         lab = label(name, m)
