@@ -56,6 +56,19 @@ def _timing(steps: int, period: int, offset: int, valid: int) -> dict[str, int]:
     return {"steps": int(steps), "period": int(period), "offset": int(offset), "valid": int(valid)}
 
 
+def _state_members(proc: AbstractProcess, ports: tuple[int, ...], shape: tuple[int, ...],
+                   coefs: dict[str, ty.Any]) -> None:
+    """What a neuron process with a complex state holds (S4dNeuron, MimoNeuron):
+    its ports, one Var per coefficient, the state (xr, xi) and a saturation counter."""
+    proc.a_in = InPort(shape=ports)
+    proc.s_out = OutPort(shape=ports)
+    for k, v in coefs.items():
+        setattr(proc, k, Var(shape=shape, init=np.asarray(v)))
+    proc.xr = Var(shape=shape, init=0)
+    proc.xi = Var(shape=shape, init=0)
+    proc.saturations = Var(shape=(1,), init=0)
+
+
 class _Timed:
     """Shared step bookkeeping of our fixed-point models."""
 
@@ -69,11 +82,45 @@ class _Timed:
         T = self.proc_params["period"]
         return T > 0 and t % T == 0 or t == 0
 
+    def _count(self, t: int, n: int) -> None:
+        """Add `n` saturations at local step `t` if it is inside the valid window."""
+        if n and self._in_window(t):
+            self.saturations[0] += n
+
     def _record(self, v: np.ndarray) -> None:
         if self.proc_params.get("dump"):
             self.record[:, self.time_step - 1] = v
             if self.time_step == self.proc_params["steps"]:
                 np.save(self.proc_params["dump"], self.record)
+
+
+class _StateStep(_Timed):
+    """The step frame of our fixed-point neurons with a complex state (xr, xi):
+    constants folded once (`_fold`, kept in `_k`), the state zeroed at each
+    sample's first step, the new state kept, saturations counted, the
+    messages sent as int64."""
+
+    def __init__(self, proc_params: dict) -> None:
+        super().__init__(proc_params)  # type: ignore[call-arg]  # PyLoihiProcessModel's, next in the MRO
+        self._k: ty.Any = None
+
+    def _fold(self) -> ty.Any:
+        raise NotImplementedError
+
+    def _begin(self) -> int:
+        """This step's local time, after the start-of-sample reset."""
+        if self._k is None:
+            self._k = self._fold()
+        t = self._local()
+        if self._sample_start(t):
+            self.xr[:] = 0
+            self.xi[:] = 0
+        return t
+
+    def _finish(self, t: int, xr: np.ndarray, xi: np.ndarray, n: int, out: np.ndarray) -> None:
+        self.xr, self.xi = xr.astype(np.int64), xi.astype(np.int64)
+        self._count(t, n)
+        self.s_out.send(out.astype(np.int64))
 
 
 # --- source and sink -------------------------------------------------------------------
@@ -178,9 +225,7 @@ class PyUnitFixed(_Timed, PyLoihiProcessModel):
     def run_spk(self) -> None:
         p = self.proc_params
         v = self.a_in.recv() + (self.bias_mant << p["bias_exp"])
-        n = sat_count(v, p["message_bits"])
-        if n and self._in_window(self._local()):
-            self.saturations[0] += n
+        self._count(self._local(), sat_count(v, p["message_bits"]))
         if p["relu"]:
             v = np.maximum(v, 0)
         self._record(v)
@@ -223,20 +268,14 @@ class S4dNeuron(AbstractProcess):
                  **extra: ty.Any) -> None:
         super().__init__(shape=shape, a_frac=a_frac, state_bits=state_bits, message_bits=message_bits,
                          placement=placement, name=name, **_timing(steps, period, offset, valid), **extra)
-        self.a_in = InPort(shape=shape)
-        self.s_out = OutPort(shape=shape)
-        for k, v in (("a_re", a_re), ("a_im", a_im), ("b_re", b_re), ("b_im", b_im), ("c_re", c_re),
-                     ("c_im", c_im), ("b_shift", b_shift), ("c_shift", c_shift)):
-            setattr(self, k, Var(shape=shape, init=np.asarray(v)))
-        self.xr = Var(shape=shape, init=0)
-        self.xi = Var(shape=shape, init=0)
-        self.saturations = Var(shape=(1,), init=0)
+        _state_members(self, shape, shape, {"a_re": a_re, "a_im": a_im, "b_re": b_re, "b_im": b_im, "c_re": c_re,
+                                            "c_im": c_im, "b_shift": b_shift, "c_shift": c_shift})
 
 
 @implements(proc=S4dNeuron, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyS4dNeuronFixed(_Timed, PyLoihiProcessModel):
+class PyS4dNeuronFixed(_StateStep, PyLoihiProcessModel):
     """docs/fixed_point.md's `qssm` state update and per-state message: the
     simulator's own step (`targets/loihi2/qssm.py`, `neuron_step`), on the
     int64 Vars converted to float64. That is exact: states and messages are
@@ -259,25 +298,16 @@ class PyS4dNeuronFixed(_Timed, PyLoihiProcessModel):
     xi: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=STATE_BITS)
     saturations: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=COUNTER_BITS)
 
-    def __init__(self, proc_params: dict) -> None:
-        super().__init__(proc_params)
-        self._k: qssm.Folded | None = None
+    def _fold(self) -> qssm.Folded:
+        p = self.proc_params
+        return qssm.fold(self.a_re, self.a_im, self.b_re, self.b_im, self.c_re, self.c_im, self.b_shift,
+                         self.c_shift, p["a_frac"], p["state_bits"], p["message_bits"])
 
     def run_spk(self) -> None:
-        p = self.proc_params
-        if self._k is None:
-            self._k = qssm.fold(self.a_re, self.a_im, self.b_re, self.b_im, self.c_re, self.c_im, self.b_shift,
-                                self.c_shift, p["a_frac"], p["state_bits"], p["message_bits"])
-        t = self._local()
-        if self._sample_start(t):
-            self.xr[:] = 0
-            self.xi[:] = 0
+        t = self._begin()
         u = self.a_in.recv().astype(np.float64)
         xr, xi, o, n = qssm.neuron_step(self._k, u, self.xr.astype(np.float64), self.xi.astype(np.float64))
-        self.xr, self.xi = xr.astype(np.int64), xi.astype(np.int64)
-        if n and self._in_window(t):
-            self.saturations[0] += n
-        self.s_out.send(o.astype(np.int64))
+        self._finish(t, xr, xi, n, o)
 
 
 @implements(proc=S4dNeuron, protocol=LoihiProtocol)

@@ -18,13 +18,11 @@ from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
-from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
-from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from s4dc.targets.lava.processes import Placement, _timing, _Timed
+from s4dc.targets.lava.processes import Placement, _state_members, _StateStep, _timing
 from s4dc.targets.loihi2 import qssm
 from s4dc.targets.loihi2.numerics import COUNTER_BITS, MAX_COEF_BITS, MESSAGE_BITS, SHIFT_PARAM_BITS, STATE_BITS, qmax
 
@@ -38,19 +36,13 @@ class MimoNeuron(AbstractProcess):
         super().__init__(modes=modes, a_frac=a_frac, x_shift=x_shift, state_bits=state_bits,
                          message_bits=message_bits, placement=placement, name=name,
                          **_timing(steps, period, offset, valid))
-        self.a_in = InPort(shape=(2 * modes,))
-        self.s_out = OutPort(shape=(2 * modes,))
-        for k, v in (("a_re", a_re), ("a_im", a_im), ("b_shift", b_shift)):
-            setattr(self, k, Var(shape=(modes,), init=np.asarray(v)))
-        self.xr = Var(shape=(modes,), init=0)
-        self.xi = Var(shape=(modes,), init=0)
-        self.saturations = Var(shape=(1,), init=0)
+        _state_members(self, (2 * modes,), (modes,), {"a_re": a_re, "a_im": a_im, "b_shift": b_shift})
 
 
 @implements(proc=MimoNeuron, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyMimoNeuronFixed(_Timed, PyLoihiProcessModel):
+class PyMimoNeuronFixed(_StateStep, PyLoihiProcessModel):
     """docs/fixed_point.md's `qmimo` state update and state messages."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=MESSAGE_BITS)
@@ -62,22 +54,17 @@ class PyMimoNeuronFixed(_Timed, PyLoihiProcessModel):
     xi: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=STATE_BITS)
     saturations: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=COUNTER_BITS)
 
-    def __init__(self, proc_params: dict) -> None:
-        super().__init__(proc_params)
-        self._k: tuple[ty.Any, ...] | None = None
+    def _fold(self) -> tuple[ty.Any, ...]:
+        """Shifts folded into the coefficients (exact powers of two), and the state and message rails."""
+        p = self.proc_params
+        sa = 2.0 ** -float(p["a_frac"])
+        s, m = float(qmax(p["state_bits"])), float(qmax(p["message_bits"]))
+        return (self.a_re * sa, self.a_im * sa, 2.0 ** -self.b_shift.astype(np.float64), -s - 1.0, s, -m - 1.0, m)
 
     def run_spk(self) -> None:
         p = self.proc_params
-        if self._k is None:  # shifts folded into coefficients: exact powers of two
-            sa = 2.0 ** -float(p["a_frac"])
-            s, m = float(qmax(p["state_bits"])), float(qmax(p["message_bits"]))
-            self._k = (self.a_re * sa, self.a_im * sa, 2.0 ** -self.b_shift.astype(np.float64), -s - 1.0, s,
-                       -m - 1.0, m)
+        t = self._begin()
         ar, ai, sb, s_lo, s_hi, m_lo, m_hi = self._k
-        t = self._local()
-        if self._sample_start(t):
-            self.xr[:] = 0
-            self.xi[:] = 0
         acc = self.a_in.recv().astype(np.float64)
         P = ar.shape[0]
         nr, ni = qssm.next_state(ar, ai, self.xr.astype(np.float64), self.xi.astype(np.float64),
@@ -89,7 +76,4 @@ class PyMimoNeuronFixed(_Timed, PyLoihiProcessModel):
             raw = np.floor(msg * 2.0 ** -p["x_shift"] + 0.5)
             msg = qssm.saturate(raw, m_lo, m_hi)
             n += np.count_nonzero(msg != raw)
-        self.xr, self.xi = xr.astype(np.int64), xi.astype(np.int64)
-        if n and self._in_window(t):
-            self.saturations[0] += n
-        self.s_out.send(msg.astype(np.int64))
+        self._finish(t, xr, xi, n, msg)
