@@ -7,7 +7,8 @@ s4dc's canonical node (`s4dc.torch.emit`; a model-local ONNX function that
 onnxruntime runs) and leaves the rest of the model to torch's exporter:
 
 * layers an exact adapter knows (`s4dc.torch.adapters`: s4dc's NS4D, the
-  state-spaces S4D, lrnnx's S4D), read from their own parameters;
+  state-spaces S4D, lrnnx's S4D, S5, LRU and Centaurus, s5-pytorch's S5,
+  lru-pytorch's LRU), read from their own parameters;
 * any other module mapping (batch, time, features) to (batch, time,
   features) that mixes time steps, or the modules named in `ssm_modules`:
   measured (`s4dc.torch.measured`: proved linear, time-invariant and causal
