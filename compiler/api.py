@@ -28,16 +28,23 @@ Progress = Callable[[str], None]
 
 
 def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: Progress | None = None,
-            **options: Any) -> Network:  # noqa: A001 - the public name users expect
+            base_dir: "str | os.PathLike | None" = None, **options: Any) -> Network:  # noqa: A001 - the public name
     """Compile an ONNX S4D model. Options: see `CompileOptions`. Quiet unless
-    a `progress` callback is given (the CLI passes one)."""
+    a `progress` callback is given (the CLI passes one).
+
+    Tensors stored outside the model (FILE.onnx.data, as torch's dynamo
+    exporter writes them) are read from `base_dir`: by default the model
+    file's folder; for `bytes` or an `onnx.ModelProto`, which have no folder,
+    it must be given (the folder that holds the data file), else such a model
+    is refused. A data file outside that folder is refused."""
     say = progress or (lambda msg: None)
     plugins.load()  # out-of-tree ops register before anything is looked up
     calib_src = options.get("calibration")
     if isinstance(calib_src, np.ndarray):  # library calls may pass the array itself
         options = {**options, "calibration": _array_label(calib_src)}
     opts = CompileOptions.make(**options)
-    proto, sha, name = read_model(model if not isinstance(model, os.PathLike) else str(model))
+    proto, sha, name = read_model(model if not isinstance(model, os.PathLike) else str(model),
+                                  None if base_dir is None else Path(base_dir))
     t0 = time.perf_counter()
     say(f"reading {name}")
     prepared, hints = prepare(proto, opts.seq_len, name)

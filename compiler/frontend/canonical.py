@@ -244,7 +244,7 @@ def _params(fe: Frontend, node: onnx.NodeProto, ins: list, names: list[str]) -> 
                                       f"({', '.join(names)})")
     check_body(fe, node)
     u = ins[0]
-    if not isinstance(u, Act) or u.pad or u.with_f() != ("B", "T", "F"):
+    if not isinstance(u, Act) or u.padded or u.with_f() != ("B", "T", "F"):
         raise UnsupportedPatternError(f"{where(node)}: input u must be a (batch, time, features) activation")
     p = {}
     for k, v in zip(names[1:], ins[1:]):

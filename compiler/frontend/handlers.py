@@ -158,6 +158,13 @@ def _affine(fe: Frontend, node: onnx.NodeProto, act: Act, w: np.ndarray, b: np.n
 def _no_pad(node: onnx.NodeProto, act: Act) -> None:
     if act.pad:
         raise _pattern(node, "reads a zero-padded activation; only a Conv may follow a Pad")
+    _no_tail(node, act)
+
+
+def _no_tail(node: onnx.NodeProto, act: Act) -> None:
+    if act.tail:
+        raise _pattern(node, f"reads a convolution's output padded by {act.tail} steps on the right; only a Slice "
+                             f"back to its first {act.time} steps may follow it")
 
 
 # --- pass-through ops --------------------------------------------------------
@@ -308,6 +315,17 @@ def _flatten(fe, node, ins):
 
 
 # --- affine maps ---------------------------------------------------------------
+def _matmul_const(fe: Frontend, node: onnx.NodeProto, act: Act, w: np.ndarray, weight_input: int) -> Act:
+    """MatMul of an activation by the constant node.input[weight_input],
+    as y = w @ x on the feature axis (w is (out, in)): act @ W mixes the
+    last axis (w = W^T), W @ act the one before it (w = W)."""
+    _no_pad(node, act)
+    axis = len(act.axes) - (1 if weight_input == 1 else 2)
+    if act.axis_of("F") != axis or w.shape[1] != act.features:
+        raise _pattern(node, f"multiplies axis {axis} of a {act.axes} activation; only the feature axis may be mixed")
+    return _affine(fe, node, act, w, np.zeros(w.shape[0]), node.input[weight_input])
+
+
 @handles("MatMul")
 def _matmul(fe, node, ins):
     if len(ins) != 2:
@@ -317,19 +335,9 @@ def _matmul(fe, node, ins):
         if isinstance(v, Const) and v.value.dtype.kind not in "fiu":
             raise _pattern(node, f"multiplies by a constant of dtype {v.value.dtype}")
     if isinstance(a, Act) and isinstance(b, Const) and b.value.ndim == 2:
-        _no_pad(node, a)
-        f = a.axis_of("F")
-        if f != len(a.axes) - 1 or b.value.shape[0] != a.features:
-            raise _pattern(node, f"multiplies axis {len(a.axes) - 1} of a {a.axes} activation; "
-                                 "only the feature axis may be mixed")
-        return [_affine(fe, node, a, b.value.T, np.zeros(b.value.shape[1]), node.input[1])]
+        return [_matmul_const(fe, node, a, b.value.T, 1)]
     if isinstance(b, Act) and isinstance(a, Const) and a.value.ndim == 2:
-        _no_pad(node, b)
-        f = b.axis_of("F")
-        if f != len(b.axes) - 2 or a.value.shape[1] != b.features:
-            raise _pattern(node, f"multiplies axis {len(b.axes) - 2} of a {b.axes} activation; "
-                                 "only the feature axis may be mixed")
-        return [_affine(fe, node, b, a.value, np.zeros(a.value.shape[0]), node.input[0])]
+        return [_matmul_const(fe, node, b, a.value, 0)]
     if isinstance(a, Act) and isinstance(b, Act):
         raise unsupported(node, "multiplies two activations (attention or gating), which Loihi 2 S4D cannot map")
     raise _pattern(node, "multiplies by a constant of rank other than 2")
@@ -455,6 +463,7 @@ def _dequantize_linear(fe, node, ins):
 @handles("Pad")
 def _pad(fe, node, ins):
     act = _act(node, ins, 1, 4)
+    _no_tail(node, act)  # a Pad may follow a Pad
     pads = _int_const(fe, node, ins[1], "pads").reshape(-1) if len(ins) > 1 and ins[1] is not None \
         else np.array(_ints_attr(node, "pads") or [], np.int64)
     mode = _attr(node, "mode", b"constant")
@@ -480,6 +489,7 @@ def _pad(fe, node, ins):
 @handles("Conv")
 def _conv(fe, node, ins):
     act = _act(node, ins, 2, 3)
+    _no_tail(node, act)  # a pending pad is its own (read below)
     w = _const(fe, node, ins[1], "weight")
     if w.ndim != 3 or len(act.axes) != 3:
         raise _pattern(node, "only 1-D convolutions over time map")
@@ -517,20 +527,27 @@ def _conv(fe, node, ins):
             raise _pattern(node, f"grouped pointwise convolution with group={group}")
         return [_affine(fe, node, Act(act.tensor, act.axes, act.features, act.time), weight, bias,
                         node.input[1] if group == 1 else None)]
-    if not (group == act.features == cout and cin_g == 1):
+    depthwise = group == act.features == cout and cin_g == 1
+    if group == 1 and cin_g != act.features:
+        raise _pattern(node, f"weight reads {cin_g} channels, the input has {act.features}")
+    if not (depthwise or group == 1):
         raise _pattern(node, f"a convolution over time with kernel {k} must be depthwise "
-                             f"(group = channels = {act.features}), got group={group}, out={cout}")
-    if left != k - 1 or right != 0:
+                             f"(group = channels = {act.features}) or full (group 1), got group={group}, out={cout}")
+    if left != k - 1 or right not in (0, k - 1):
         raise _pattern(node, f"time padding (left {left}, right {right}) for kernel length {k} is not causal; "
-                             f"an S4D convolution pads {k - 1} steps on the left only")
-    kernel = w[:, 0, ::-1].astype(np.float64)  # Conv is cross-correlation: flip to impulse-response order
-    t = fe.emit(node, "conv", [act.tensor], act.features, True,
-                params={"kernel": np.ascontiguousarray(kernel), "D": np.zeros(cout),
-                        "bias": np.asarray(bias, np.float64)})
-    # Beyond k steps the realized state space follows the S4D, not this
+                             f"an S4D convolution pads {k - 1} steps on the left (and on the right only for a "
+                             "Slice back to the input's length to cut off)")
+    # Conv is cross-correlation: flip the taps to impulse-response order.
+    if depthwise:
+        op, params = "conv", {"kernel": w[:, 0, ::-1], "D": np.zeros(cout)}
+    else:  # a MIMO kernel (H_out, H_in, k); the realize pass fits it by a MIMO diagonal state space
+        op, params = "mconv", {"kernel": w[:, :, ::-1]}
+    params = {k_: np.ascontiguousarray(v, np.float64) for k_, v in params.items()}
+    t = fe.emit(node, op, [act.tensor], cout, True, params={**params, "bias": np.asarray(bias, np.float64)})
+    # Beyond k steps the realized state space follows the system, not this
     # truncated kernel: compile and run say so (s4dc.network.check_time_length).
     fe.graph.meta.setdefault("kernel_lengths", {})[t] = int(k)
-    return [Act(t, act.axes, act.features, act.time)]
+    return [Act(t, act.axes, cout, act.time, tail=right)]
 
 
 # --- time readouts ----------------------------------------------------------------
@@ -560,7 +577,8 @@ def _gather(fe, node, ins):
 @handles("Slice")
 def _slice(fe, node, ins):
     act = _act(node, ins, 3, 5)
-    _no_pad(node, act)
+    if act.pad:
+        _no_pad(node, act)
     starts, ends = (_int_const(fe, node, v, n).reshape(-1) for v, n in zip(ins[1:3], ("starts", "ends")))
     rank = len(act.axes)
     axes = _int_const(fe, node, ins[3], "axes").reshape(-1) if len(ins) > 3 and ins[3] is not None \
@@ -570,18 +588,25 @@ def _slice(fe, node, ins):
     if not len(starts) == len(ends) == len(axes) == len(steps) or np.any(steps == 0):
         raise _pattern(node, f"starts {starts.tolist()}, ends {ends.tolist()}, axes {axes.tolist()}, steps "
                              f"{steps.tolist()}: lengths differ or a step is 0")
-    shape = act.shape(PROBE_BATCHES[0])
-    last = False
+    shape = act.shape(PROBE_BATCHES[0])  # with the tail of a right-padded Conv, which this Slice must cut off
+    last, cut = False, not act.tail
     for s, e, a, st in zip(starts, ends, axes, steps):
         a = _axis(node, a, rank)
         rng = range(*slice(int(s), int(e), int(st)).indices(shape[a]))
+        if act.tail and act.axes[a] == "T" and list(rng) == list(range(act.time)):
+            cut = True
+            continue
         if len(rng) == shape[a] and st == 1:
             continue  # whole axis
         if act.axes[a] == "T" and list(rng) == [act.time - 1]:
-            last = True
+            last = cut = True
             continue
         raise _pattern(node, f"slices axis {a} ({act.axes[a]}) to {rng.start}:{rng.stop}:{rng.step}; "
                              "only the whole axis or the last time step can be selected")
+    if not cut:
+        raise _pattern(node, f"reads a convolution's output padded by {act.tail} steps on the right and does not "
+                             f"cut it back to its first {act.time} steps")
+    act = Act(act.tensor, act.axes, act.features, act.time)
     return [_readout(fe, node, act, "last", keep_axis=True) if last else act]
 
 

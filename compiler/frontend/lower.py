@@ -36,6 +36,7 @@ class Frontend:
                 self.readers.setdefault(n, []).append(node)
         self.graph_outputs = {o.name for o in model.graph.output}
         self.time = 0
+        self.batch: int | None = None  # the input's batch size where the file fixes it
 
     # -- building IR ----------------------------------------------------
     def emit(self, node: onnx.NodeProto | None, op: str, inputs: list[str], features: int,
@@ -89,6 +90,7 @@ class Frontend:
             raise ModelLoadError(f"input '{inp.name}' must be floating point")
         dims = tt.shape.dim
         self.time = dims[1].dim_value
+        self.batch = dims[0].dim_value if dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
         if self.time < 1:
             raise DynamicShapeError(f"input '{inp.name}': time length (axis 1) is {self.time}; it must be >= 1")
         if len(dims) == 3 and dims[2].HasField("dim_value") and dims[2].dim_value < 1:
@@ -109,7 +111,7 @@ class Frontend:
             v = self.values.get(o.name)
             if not isinstance(v, Act):
                 raise UnsupportedPatternError(f"output '{o.name}' does not depend on the model input")
-            if v.pad:
+            if v.padded:
                 raise UnsupportedPatternError(f"output '{o.name}' is a padded tensor")
             layout = list(v.with_f())
             self.emit(None, "output", [v.tensor], v.features, v.sequence,

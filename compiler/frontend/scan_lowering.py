@@ -42,14 +42,18 @@ def _outer_names(body: onnx.GraphProto) -> set[str]:
     return used - defined
 
 
-def _initial_state(node, v) -> np.ndarray:
-    """An initial state value at probe batch size, checked to be all zeros."""
+def _state_shape(fe: Frontend, node, v) -> tuple[int, ...]:
+    """The per-sample shape of an initial state, checked to be all zeros. A
+    state built from the input's shape (Sym) has the probe batch first; a
+    constant one has the file's batch first where the input fixes it (torch
+    exports a static batch as a (batch, ...) zeros initializer)."""
     if isinstance(v, Act):
         raise _fail(node, "initial state computed from activation values")
     arr = v.values[0] if isinstance(v, Sym) else v.value
     if np.any(arr != 0):
         raise _fail(node, "initial state is not zero; S4D layers start from a zero state")
-    return arr
+    batch = PROBE_BATCHES[0] if isinstance(v, Sym) else fe.batch or PROBE_BATCHES[0]
+    return tuple(arr.shape[1:] if arr.ndim and arr.shape[0] == batch else arr.shape)
 
 
 @handles("Scan")
@@ -69,7 +73,7 @@ def lower_scan(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
     if any(d != 0 for d in (_attr(node, "scan_input_directions") or []) + (_attr(node, "scan_output_directions") or [])):
         raise _fail(node, "reverse-direction scan; Loihi 2 runs forward in time")
     u = ins[n_state]
-    if not isinstance(u, Act) or u.pad:
+    if not isinstance(u, Act) or u.padded:
         raise _fail(node, "the scanned input must be an activation")
     in_axis = (_attr(node, "scan_input_axes") or [0])[0] % len(u.axes)
     if u.axes[in_axis] != "T":
@@ -77,8 +81,7 @@ def lower_scan(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
     step_axes = u.axes[:in_axis] + u.axes[in_axis + 1:]
     if not step_axes or step_axes[0] != "B":
         raise _fail(node, "the per-step input must have the batch axis first")
-    inits = [_initial_state(node, v) for v in ins[:n_state]]
-    state_shapes = [a.shape[1:] if a.ndim and a.shape[0] == PROBE_BATCHES[0] else a.shape for a in inits]
+    state_shapes = [_state_shape(fe, node, v) for v in ins[:n_state]]
     n_scan_out = len(node.output) - n_state
     used = [i for i in range(n_scan_out)
             if node.output[n_state + i] and (fe.readers.get(node.output[n_state + i]) or
@@ -190,10 +193,27 @@ def _run_body(fe, node, body, probes, state_shapes, step_axes, u, n_state) -> li
         vi.type.tensor_type.ClearField("shape")
     del g.value_info[:]
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", fe.opset)])
+    # A body exported for a fixed batch may carry it in its constants
+    # (reshape targets, zeros): run the probes that many at a time.
+    chunk = fe.batch or P
     try:
-        return [np.asarray(o) for o in ReferenceEvaluator(model).run(None, feeds)]
+        ev = ReferenceEvaluator(model)
+        runs = [[np.asarray(o) for o in ev.run(None, {k: _rows(v, i, chunk) for k, v in feeds.items()})]
+                for i in range(0, P, chunk)]
     except Exception as e:
         raise _fail(node, f"cannot evaluate the Scan body ({first_line(e)})") from None
+    if len(runs) == 1:
+        return runs[0]
+    if any(o.ndim == 0 or o.shape[0] != chunk for o in runs[0]):
+        raise _fail(node, f"the body's outputs {[o.shape for o in runs[0]]} at batch {chunk} do not keep the "
+                          "batch axis first")
+    return [np.concatenate([r[j] for r in runs])[:P] for j in range(len(runs[0]))]
+
+
+def _rows(v: np.ndarray, start: int, n: int) -> np.ndarray:
+    """Rows start..start+n of `v`, padded with zero rows to n."""
+    part = v[start:start + n]
+    return part if len(part) == n else np.concatenate([part, np.zeros((n - len(part),) + v.shape[1:], v.dtype)])
 
 
 def _split_channels(A, B, C, D, H) -> list[list[int]] | None:

@@ -7,7 +7,9 @@
 - Act: an activation, i.e. an IR tensor, with the axis labels of its ONNX
   layout: 'B' batch, 'T' time, 'F' features, '1' a singleton. A tensor with
   one feature may carry no 'F' label. `pad` is zero padding pending on the
-  left of the time axis (from a Pad node, for the Conv that follows).
+  left of the time axis (from a Pad node, for the Conv that follows);
+  `tail` the steps a Conv padded on the right computes past `time` (for
+  the Slice that cuts them off: `nn.Conv1d(padding=k-1)` then `[..., :T]`).
 """
 from __future__ import annotations
 
@@ -36,10 +38,16 @@ class Act:
     features: int
     time: int
     pad: int = 0
+    tail: int = 0
 
     def shape(self, batch: int) -> tuple[int, ...]:
-        size = {"B": batch, "T": self.time + self.pad, "F": self.features, "1": 1}
+        size = {"B": batch, "T": self.time + self.pad + self.tail, "F": self.features, "1": 1}
         return tuple(size[a] for a in self.axes)
+
+    @property
+    def padded(self) -> bool:
+        """Whether its time axis is not yet the layer's: pending padding or a tail."""
+        return bool(self.pad or self.tail)
 
     @property
     def sequence(self) -> bool:

@@ -1,0 +1,136 @@
+"""The frontend's PyTorch-exported MIMO forms, against onnxruntime:
+a full (group 1) causal Conv1d over time (the conv form of a MIMO system),
+realized as a stable MIMO diagonal state space; a recurrence run by torch's
+scan and exported with a static batch (measured at that batch); and
+`s4dc.compile(bytes, base_dir=)` for a file whose weights torch wrote to
+FILE.onnx.data. Fixtures: tests/fixtures/make_torch_mimo_fixtures.py."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import onnx
+import pytest
+
+import s4dc
+from s4dc import errors
+from s4dc.cli import main
+from conftest import FIXTURES, ort_run
+
+DIR = FIXTURES / "torch_mimo"
+CONV = ["conv_mimo_leftpad_dynamo", "conv_mimo_leftpad_torchscript", "conv_mimo_slice_dynamo"]
+SCAN = [("scan_s4d_b1_dynamo", "ssm"), ("scan_s4d_b4_dynamo", "ssm"), ("scan_mimo_b1_dynamo", "mimo"),
+        ("scan_mimo_b4_dynamo", "mimo")]
+
+
+def _x(name: str, batch: int | None = None) -> np.ndarray:
+    x = np.load(DIR / f"{name}.npz")["x"]
+    return x if batch is None else x[:batch]
+
+
+def test_stored_outputs_are_onnxruntime_s():
+    for name in CONV + [s for s, _ in SCAN]:
+        d = np.load(DIR / f"{name}.npz")
+        np.testing.assert_array_equal(ort_run(DIR / f"{name}.onnx", d["x"]), d["y"])
+
+
+@pytest.mark.parametrize("name", CONV)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_full_conv_is_a_stable_mimo_layer_matching_onnxruntime(name, batch):
+    x = _x(name, batch)
+    ref = ort_run(DIR / f"{name}.onnx", x)
+    net = s4dc.compile(DIR / f"{name}.onnx", float_only=True)
+    (l,) = [l for l in net.graph.layers if l.opdef.recurrent]
+    (conv,) = [n.name for n in onnx.load(DIR / f"{name}.onnx").graph.node if n.op_type == "Conv"]
+    assert (l.op, l.source) == ("mimo", conv)
+    assert np.all(np.abs(l.params["A"]) < 1)
+    # the fit is reported per layer: the 6 modes of the system the kernel came from, and its error
+    rep = [r["changes"]["realized"] for r in net.manifest["passes"] if r["pass"] == "realize"][0][l.name]
+    assert rep["modes"] == 6 and rep["kernel_taps"] == 32 and rep["max_rel_error"] <= 1e-5
+    assert rep["max_abs_pole"] == pytest.approx(np.abs(l.params["A"]).max(), abs=1e-9)
+    assert net.manifest["kernel_lengths"] == {l.name: 32}
+    y = net.run(x)
+    assert np.abs(y - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_full_conv_quantized_within_five_percent():
+    name = "conv_mimo_leftpad_dynamo"
+    rng = np.random.default_rng(0)
+    cal = rng.standard_normal((64, 32, 3)).astype(np.float32)
+    x = rng.standard_normal((16, 32, 3)).astype(np.float32)
+    ref = ort_run(DIR / f"{name}.onnx", x)
+    net = s4dc.compile(DIR / f"{name}.onnx", calibration=cal, place=False)
+    assert [l.op for l in net.graph.layers if l.opdef.recurrent] == ["qmimo"]
+    y = net.run(x)
+    assert np.sqrt(np.mean((y - ref) ** 2)) <= 0.05 * np.sqrt(np.mean(ref ** 2))
+
+
+def test_kernel_no_stable_realization_fits_is_refused(tmp_path):
+    path = DIR / "bad_conv_mimo_noise_dynamo.onnx"
+    with pytest.raises(errors.KernelFitError) as info:
+        s4dc.compile(path, float_only=True, max_modes=4, fit_tol=1e-5)
+    # one line naming the node, with the fit error it reached and its modes (at most 4)
+    assert re.fullmatch(r"layer 'node_conv1d' \(mconv, from node_conv1d\): no stable MIMO realization with at "
+                        r"most 4 modes fits the 4x3 kernel to tolerance 1e-05 \(relative error 0\.\d+ with [1-4] "
+                        r"modes\); raise --max-modes or --fit-tol", str(info.value))
+    out = tmp_path / "net"
+    assert main([str(path), "-o", str(out), "--max-modes", "4", "--float"]) == 2
+    assert not out.exists()
+
+
+def test_right_padding_without_the_slice_is_refused():
+    """Conv1d(padding=k-1) computes k-1 steps past the input: without the
+    Slice back to T the output is not causal."""
+    m = onnx.load(DIR / "conv_mimo_slice_dynamo.onnx")
+    (sl,) = [n for n in m.graph.node if n.op_type == "Slice"]
+    for n in m.graph.node:  # read the Conv's output where the Slice's was read
+        n.input[:] = [sl.input[0] if i == sl.output[0] else i for i in n.input]
+    m.graph.node.remove(sl)
+    with pytest.raises(errors.UnsupportedPatternError) as info:
+        s4dc.compile(m.SerializeToString(), float_only=True)
+    assert str(info.value).startswith("node 'node_transpose_1' (Transpose)")
+    assert str(info.value).endswith("reads a convolution's output padded by 31 steps on the right; only a Slice "
+                                    "back to its first 32 steps may follow it")
+
+
+@pytest.mark.parametrize("name,op", SCAN)
+def test_scan_with_a_static_batch_is_measured(name, op):
+    x = _x(name)
+    assert x.shape[0] in (1, 4)  # the batch the file fixes
+    ref = ort_run(DIR / f"{name}.onnx", x)
+    net = s4dc.compile(DIR / f"{name}.onnx", float_only=True)
+    assert [l.op for l in net.graph.layers if l.opdef.recurrent] == [op]
+    assert np.abs(net.run(x) - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_static_batch_scan_state_counts():
+    """The measured state is the per-sample one (16 states for 4 x 4, 6 for the
+    MIMO), not the exported (batch, ...) initializer's size."""
+    s4d = s4dc.compile(DIR / "scan_s4d_b4_dynamo.onnx", float_only=True)
+    (l,) = s4d.graph.by_op("ssm")
+    assert l.params["A"].shape == (4, 4)  # H channels x N diagonal states
+    mimo = s4dc.compile(DIR / "scan_mimo_b1_dynamo.onnx", float_only=True)
+    (m,) = mimo.graph.by_op("mimo")
+    assert m.params["A"].shape == (3,) and m.params["B"].shape == (3, 3) and m.params["C"].shape == (5, 3)
+
+
+def test_bytes_with_external_data_from_base_dir(tmp_path, monkeypatch):
+    """A default torch.onnx.export(..., dynamo=True) file keeps its weights in
+    FILE.onnx.data; as bytes, from another working folder, base_dir says
+    where they are."""
+    path = DIR / "conv_mimo_external_dynamo.onnx"
+    assert (DIR / "conv_mimo_external_dynamo.onnx.data").exists()
+    data = path.read_bytes()
+    x = _x("conv_mimo_external_dynamo")
+    ref = np.load(DIR / "conv_mimo_external_dynamo.npz")["y"]
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(errors.ModelLoadError) as info:
+        s4dc.compile(data, float_only=True)
+    assert str(info.value) == ("<bytes>: tensor 'conv.weight' has its data in an external file "
+                               "'conv_mimo_external_dynamo.onnx.data'; pass base_dir (the folder that holds it) "
+                               "or the model's path")
+    net = s4dc.compile(data, base_dir=DIR, float_only=True)
+    assert np.abs(net.run(x) - ref).max() <= 1e-4 * np.abs(ref).max()
+    assert net.manifest["source"]["sha256"] == s4dc.compile(path, float_only=True).manifest["source"]["sha256"]
+    with pytest.raises(errors.ModelLoadError, match="cannot read external data 'conv_mimo_external_dynamo.onnx.data'"):
+        s4dc.compile(data, base_dir=tmp_path, float_only=True)
