@@ -298,7 +298,7 @@ def test_state_spaces_multichannel_s4d_with_wrong_d_is_refused():
     assert str(e.value) == "module 'layers.0.kernel' (SSKernelChannels): D has shape (8,), expected (2, 8)"
 
 
-def test_lrnnx_and_state_spaces_modes_agree_with_the_writer():
+def test_channels_mapping_is_the_writers():
     """The state-spaces mapping is the canonical writer's: P = H N modes, mode
     (h, n) driven by input h, outputs c-major."""
     from s4dc.torch.adapters.state_spaces import channels_mimo
