@@ -21,6 +21,7 @@ from s4dc.errors import ExportError  # noqa: E402
 from s4dc.torch import export  # noqa: E402
 from test_adapters import (D_IN, D_OUT, EXACT, H, T, SSKernel, TwoLayer, _lrnnx, check_done_when,  # noqa: E402
                            lrnnx_s4d, needs_lrnnx)
+from test_lava import assert_bit_exact, needs_lava  # noqa: E402
 
 
 def _needs(mod: str, pin: str):
@@ -328,3 +329,22 @@ def test_mimo_nodes_export_through_the_torchscript_exporter_too(tmp_path):
         want = m(torch.from_numpy(x)).numpy()
     got = s4dc.compile(tmp_path / "m.onnx", float_only=True).run(x)
     assert np.abs(got - want).max() <= EXACT * np.abs(want).max()
+
+
+# --- Lava: an exported library model runs on the Lava backend bit-exactly -------------------
+@needs_lava
+@needs_s5
+@needs_lru
+@pytest.mark.parametrize("lib", ["s5-pytorch", "lru-pytorch"])
+def test_exported_mimo_library_model_runs_in_lava_bit_exactly(lib, tmp_path):
+    import LRU_pytorch
+    import s5
+
+    torch.manual_seed(70)
+    make = (lambda h: s5.S5(h, 16)) if lib == "s5-pytorch" else (lambda h: LRU_pytorch.LRU(h, h, 16))
+    m = TwoLayer(make).eval()
+    export(m, torch.randn(2, T, D_IN), tmp_path / "m.onnx")
+    g = np.random.default_rng(5)
+    net = s4dc.compile(tmp_path / "m.onnx", calibration=g.standard_normal((16, T, D_IN)).astype(np.float32))
+    net.save(tmp_path / "out")
+    assert_bit_exact(tmp_path / "out", g.standard_normal((2, T, D_IN)).astype(np.float32))
