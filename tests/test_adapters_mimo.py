@@ -212,6 +212,23 @@ def test_s5_pytorch_per_sequence_step_scale_is_refused():
                             "time steps; export it with one scalar step_scale")
 
 
+@needs_s5
+def test_s5_pytorch_block_exports_and_compile_names_its_layernorm(tmp_path):
+    """S5Block (pre-LayerNorm, GELU, GEGLU around the S5): the S5 is exported
+    exactly, the rest by torch; s4dc.compile refuses the LayerNorm, naming it."""
+    import s5
+
+    torch.manual_seed(44)
+    m = TwoLayer(lambda h: s5.s5_model.S5Block(h, 16, bidir=False)).eval()
+    proto = export(m, torch.randn(2, T, D_IN), tmp_path / "m.onnx")
+    assert [n.op_type for n in proto.graph.node if n.domain == "s4dc"] == ["MIMO", "MIMO"]
+    with pytest.raises(s4dc.errors.UnsupportedOpError) as e:
+        s4dc.compile(tmp_path / "m.onnx", float_only=True)
+    assert str(e.value).startswith("node 'node_layer_norm' (LayerNormalization) in torch module "
+                                   "'layers.0.attn_norm' (LayerNorm): normalization over features at run time is "
+                                   "not supported")
+
+
 # --- lru-pytorch 0.1.3 LRU ----------------------------------------------------------------------
 @needs_lru
 def test_lru_pytorch_lru_done_when(tmp_path):
