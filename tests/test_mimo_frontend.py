@@ -95,6 +95,9 @@ def test_right_padding_without_the_slice_is_refused():
 
 @pytest.mark.parametrize("name,op", SCAN)
 def test_scan_with_a_static_batch_is_measured(name, op):
+    """torch writes the initial state as a (batch, ...) zeros initializer; the
+    MIMO body also reshapes to shapes that carry the batch, so its probes run
+    at that batch."""
     x = _x(name)
     assert x.shape[0] in (1, 4)  # the batch the file fixes
     ref = ort_run(DIR / f"{name}.onnx", x)

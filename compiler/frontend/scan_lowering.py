@@ -193,13 +193,24 @@ def _run_body(fe, node, body, probes, state_shapes, step_axes, u, n_state) -> li
         vi.type.tensor_type.ClearField("shape")
     del g.value_info[:]
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", fe.opset)])
-    # A body exported for a fixed batch may carry it in its constants
-    # (reshape targets, zeros): run the probes that many at a time.
-    chunk = fe.batch or P
     try:
         ev = ReferenceEvaluator(model)
-        runs = [[np.asarray(o) for o in ev.run(None, {k: _rows(v, i, chunk) for k, v in feeds.items()})]
-                for i in range(0, P, chunk)]
+    except Exception as e:
+        raise _fail(node, f"cannot evaluate the Scan body ({first_line(e)})") from None
+    chunk = fe.batch
+    if chunk:  # all probes in one run first: a fixed batch is usually only in the initial state
+        try:
+            outs = _evaluate(ev, feeds)
+            if all(o.ndim and o.shape[0] == P for o in outs):
+                return outs
+        except Exception:  # noqa: BLE001 - the body may be tied to its batch; retried below
+            pass
+    else:
+        chunk = P
+    # A body exported for a fixed batch may carry it in its constants
+    # (reshape targets, zeros): then run the probes that many at a time.
+    try:
+        runs = [_evaluate(ev, {k: _rows(v, i, chunk) for k, v in feeds.items()}) for i in range(0, P, chunk)]
     except Exception as e:
         raise _fail(node, f"cannot evaluate the Scan body ({first_line(e)})") from None
     if len(runs) == 1:
@@ -208,6 +219,10 @@ def _run_body(fe, node, body, probes, state_shapes, step_axes, u, n_state) -> li
         raise _fail(node, f"the body's outputs {[o.shape for o in runs[0]]} at batch {chunk} do not keep the "
                           "batch axis first")
     return [np.concatenate([r[j] for r in runs])[:P] for j in range(len(runs[0]))]
+
+
+def _evaluate(ev: ReferenceEvaluator, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    return [np.asarray(o) for o in ev.run(None, feeds)]
 
 
 def _rows(v: np.ndarray, start: int, n: int) -> np.ndarray:
