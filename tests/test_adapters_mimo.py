@@ -198,6 +198,21 @@ def test_s5_pytorch_bidirectional_and_liquid_are_refused(kw, message):
 
 
 @needs_s5
+def test_s5_pytorch_with_a_growing_mode_is_refused():
+    import s5
+
+    torch.manual_seed(45)
+    m = TwoLayer(lambda h: s5.S5(h, 16))
+    with torch.no_grad():  # training can push an eigenvalue's real part past zero: s5-pytorch does not clip it
+        m.layers[1].seq.Lambda[3] = torch.complex(torch.tensor(0.5), m.layers[1].seq.Lambda[3].imag)
+    with pytest.raises(ExportError) as e:
+        export(m, torch.randn(2, T, D_IN))
+    lam = math.exp(0.5 * math.exp(float(m.layers[1].seq.log_step[3])))
+    assert str(e.value) == (f"module 'layers.1' (S5): its zoh rule gives mode 3 the eigenvalue |lambda| = {lam:.6g} "
+                            ">= 1; the recurrence grows without bound, so it cannot run as a stable state space")
+
+
+@needs_s5
 def test_s5_pytorch_per_sequence_step_scale_is_refused():
     import s5
 
