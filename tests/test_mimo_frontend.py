@@ -18,7 +18,8 @@ from s4dc.cli import main
 from conftest import FIXTURES, ort_run
 
 DIR = FIXTURES / "torch_mimo"
-CONV = ["conv_mimo_leftpad_dynamo", "conv_mimo_leftpad_torchscript", "conv_mimo_slice_dynamo"]
+CONV = ["conv_mimo_leftpad_dynamo", "conv_mimo_leftpad_torchscript", "conv_mimo_slice_dynamo",
+        "conv_mimo_slice_torchscript"]
 SCAN = [("scan_s4d_b1_dynamo", "ssm"), ("scan_s4d_b4_dynamo", "ssm"), ("scan_mimo_b1_dynamo", "mimo"),
         ("scan_mimo_b4_dynamo", "mimo")]
 

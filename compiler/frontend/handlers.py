@@ -71,6 +71,11 @@ def _attr(node: onnx.NodeProto, name: str, default=None):
 def _const(fe: Frontend, node: onnx.NodeProto, v: Value | None, what: str) -> np.ndarray:
     if isinstance(v, Const):
         return v.value
+    # Computed from the input's shape but the same at every batch size (the
+    # time length TorchScript reads with Shape/Gather): a constant of the model.
+    if isinstance(v, Sym) and all(np.shape(a) == np.shape(v.values[0]) and np.array_equal(a, v.values[0])
+                                  for a in v.values[1:]):
+        return np.asarray(v.values[0])
     raise _pattern(node, f"{what} must be a constant")
 
 
