@@ -144,10 +144,17 @@ def test_cost_model_adds_up(digits_out):
         l["messages_per_step"] * (cost.E_HOP_X.value if l["a"][1] == l["b"][1] else cost.E_HOP_Y.value)
         for l in links)  # one chip: no chip-to-chip link
     assert c["energy_messages_j"] == pytest.approx(e_msg)
-    assert c["energy_static_j"] == pytest.approx(len(parts) * cost.P_CORE.value * c["time_per_step_s"])
+    chips = place["system"]["chips_used"]
+    assert c["energy_step_j"] == pytest.approx(chips * cost.E_STEP.value)   # per chip in use, each step
+    # static: every chip in use, and each core in use on top, for the step's time
+    assert c["energy_static_j"] == pytest.approx((chips * cost.P_CHIP.value + len(parts) * cost.P_CORE.value)
+                                                 * c["time_per_step_s"])
     assert c["energy_per_token_j"] == pytest.approx(c["energy_synops_j"] + c["energy_neurons_j"]
-                                                    + c["energy_messages_j"] + c["energy_static_j"])
+                                                    + c["energy_messages_j"] + c["energy_step_j"]
+                                                    + c["energy_static_j"])
+    # a core's time: the largest of its neuron updates, synaptic ops and synaptic memory reads
     busiest = max(max(p["synops"] * cost.T_SYNOP.value,
+                      p["synops"] * cost.SYNMEM_BYTES_PER_SYNOP.value * cost.T_SYNMEM.value,
                       ((p["neurons"] - p["state_neurons"]) + 2 * p["state_neurons"]) * cost.T_DEND.value)
                   for p in parts)
     assert c["busiest_core_s"] == pytest.approx(busiest)

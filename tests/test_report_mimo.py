@@ -116,6 +116,10 @@ def test_mimo_rows_count_their_modes_parts(mimo_out):
         assert r["activity"] == lay["activity"] and r["activation_sparsity"] == lay["activation_sparsity"]
         assert r["latency_steps"] == rows[r["inputs"][0]]["latency_steps"] + 2   # two synapse stages
     assert len(parts["mimo_4/modes"]) == 3   # 96 modes on 40-neuron cores
+    # the layers' rows cover every part: their synaptic ops add up to the cost model's
+    c = s["cost"]["per_placement"]["optimized"]
+    assert sum(r.get("synops_per_step", 0) for r in s["layers"]) == pytest.approx(c["synops_per_step"])
+    assert sum(r.get("cores", 0) for r in s["layers"]) == len(placement["partitions"]) == c["cores"]
     # the S4D layer's states beside them: H channels of N
     assert rows["s4d_2"]["states"] == rows["s4d_2"]["state_neurons"] == H * N
     # every part on the mesh carries its layer's number, a mode part its MIMO layer's
