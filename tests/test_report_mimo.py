@@ -216,3 +216,20 @@ def test_mimo_report_in_chromium(mimo_out, tmp_path):
         assert float(quant[name]["v"]["rel_rms_error"]) == pytest.approx(q[name]["rel_rms_error"])
     html = (mimo_out / "report.html").read_text()
     assert "mimo_4 modes (qmimo), modes 0-" in html   # the mode parts' tooltips
+
+
+def test_float_only_mimo_rows_hold_their_modes(tmp_path):
+    """Without quantization or placement a MIMO row still shows its P modes
+    (the diagonal A's), and no resources."""
+    import onnx
+
+    model, _ = _model()
+    onnx.save(model, tmp_path / "model.onnx")
+    s4dc.compile(tmp_path / "model.onnx", float_only=True).save(tmp_path / "net")
+    s = summary(tmp_path / "net")
+    rows = {r["name"]: r for r in s["layers"]}
+    for name, P, _, h_out in MIMO:
+        assert (rows[name]["op"], rows[name]["states"], rows[name]["features"]) == ("mimo", P, h_out)
+        assert "cores" not in rows[name]
+    assert rows["s4d_2"]["states"] == H * N
+    assert _table_rows(format_text(s), "layers:")["mimo_4"][4:6] == ["24", "96"]
