@@ -118,6 +118,23 @@ def test_static_batch_scan_state_counts():
     assert m.params["A"].shape == (3,) and m.params["B"].shape == (3, 3) and m.params["C"].shape == (5, 3)
 
 
+def test_static_batch_scan_state_without_the_batch_is_refused():
+    """A constant initial state must start with the batch the input fixes
+    (onnxruntime cannot run the file either)."""
+    m = onnx.load(DIR / "scan_s4d_b4_dynamo.onnx")
+    (scan,) = [n for n in m.graph.node if n.op_type == "Scan"]
+    (init,) = [i for i in m.graph.initializer if i.name == scan.input[0]]
+    init.CopyFrom(onnx.numpy_helper.from_array(np.zeros((1, 4, 4), np.float32), init.name))
+    body = scan.attribute[0].g  # without declared shapes, shape inference lets it through
+    for vi in list(body.input) + list(body.output):
+        vi.type.tensor_type.ClearField("shape")
+    del body.value_info[:], m.graph.value_info[:]
+    with pytest.raises(errors.UnsupportedPatternError) as info:
+        s4dc.compile(m.SerializeToString(), float_only=True)
+    assert str(info.value) == ("node 'node_scan__1' (Scan): initial state of shape (1, 4, 4) does not start with "
+                               "the input's batch size 4; a Scan state is (batch, ...)")
+
+
 def test_bytes_with_external_data_from_base_dir(tmp_path, monkeypatch):
     """A default torch.onnx.export(..., dynamo=True) file keeps its weights in
     FILE.onnx.data; as bytes, from another working folder, base_dir says

@@ -52,6 +52,9 @@ def _state_shape(fe: Frontend, node, v) -> tuple[int, ...]:
     arr = v.values[0] if isinstance(v, Sym) else v.value
     if np.any(arr != 0):
         raise _fail(node, "initial state is not zero; S4D layers start from a zero state")
+    if isinstance(v, Const) and fe.batch and (arr.ndim == 0 or arr.shape[0] != fe.batch):
+        raise _fail(node, f"initial state of shape {arr.shape} does not start with the input's batch size "
+                          f"{fe.batch}; a Scan state is (batch, ...)")
     batch = PROBE_BATCHES[0] if isinstance(v, Sym) else fe.batch or PROBE_BATCHES[0]
     return tuple(arr.shape[1:] if arr.ndim and arr.shape[0] == batch else arr.shape)
 
