@@ -96,6 +96,8 @@ bench-report: $(STAMP) chromium
 fixtures: $(STAMP)
 	$(PY) tests/fixtures/make_torch_fixtures.py
 	$(PY) tests/fixtures/make_scan_fixtures.py
+	$(PY) tests/fixtures/make_mimo_fixtures.py
+	$(PY) tests/fixtures/make_torch_mimo_fixtures.py
 
 clean:
 	rm -rf $(VENV) .venv-lava out .pytest_cache

@@ -34,14 +34,14 @@ SATURATION_WARN_FRACTION = 0.01
 def check_time_length(kernel_lengths: dict[str, int], time_steps: int, strict: bool, what: str) -> str | None:
     """Say (a KernelLengthWarning, or KernelLengthError when strict) that
     `time_steps` exceeds convolution kernels: beyond its length the realized
-    state space follows the S4D, while the ONNX model truncates its kernel.
+    state space runs on, while the ONNX model truncates its kernel.
     Returns the message, or None when every kernel is long enough."""
     over = {k: v for k, v in sorted((kernel_lengths or {}).items()) if time_steps > v}
     if not over:
         return None
     names = ", ".join(f"'{k}' ({v} taps)" for k, v in over.items())
     msg = (f"{what}: time length {time_steps} exceeds the convolution kernel of layer(s) {names}; beyond "
-           f"{min(over.values())} steps the compiled state space follows the S4D, not the ONNX model's "
+           f"{min(over.values())} steps the compiled network follows the realized state space, not the ONNX model's "
            "truncated kernel, so outputs differ from onnxruntime's")
     if strict:
         raise KernelLengthError(msg + " (strict)")

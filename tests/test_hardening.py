@@ -25,7 +25,7 @@ from conftest import SCAN, TORCH
 CONV = TORCH / "ns4d_last_torchscript.onnx"  # two conv-form S4D layers, 64 taps, T = 64
 DYN = TORCH / "dyn_time_torchscript.onnx"  # the same with a dynamic time axis
 BEYOND = ("time length 100 exceeds the convolution kernel of layer(s) 's4d.0_Conv' (64 taps), 's4d.1_Conv' "
-          "(64 taps); beyond 64 steps the compiled state space follows the S4D, not the ONNX model's truncated "
+          "(64 taps); beyond 64 steps the compiled network follows the realized state space, not the ONNX model's truncated "
           "kernel, so outputs differ from onnxruntime's")
 
 
