@@ -34,10 +34,10 @@ def check_stable(layer: Layer, lam: np.ndarray, what: str = "eigenvalue") -> Non
 def check_stable_continuous(layer: Layer, A: np.ndarray) -> None:
     """Raise unless every continuous eigenvalue has a negative real part."""
     if np.any(A.real >= 0):
-        at = int(np.argwhere(A.real >= 0)[0][0])  # the first: a mode of a mimo, a channel of an ssm
-        who = f"mode {at}" if layer.is_(MIMO) else f"channel {at}"
-        raise UnstableSystemError(f"{layer.where()}: {who} has a continuous eigenvalue with "
-                                  "real part >= 0; the state matrix must be stable")
+        first = tuple(np.argwhere(A.real >= 0)[0])  # a mode of a mimo, (channel, mode) of an ssm
+        who = f"mode {first[0]}" if layer.is_(MIMO) else f"channel {first[0]}"
+        raise UnstableSystemError(f"{layer.where()}: {who} has a continuous eigenvalue {complex(A[first]):.4g} "
+                                  "with real part >= 0; the state matrix must be stable")
 
 
 @register("discretize")

@@ -144,7 +144,7 @@ def test_unstable_canonical_mimo_is_refused(kind, tmp_path):
                "matrix must be stable"
     else:
         m.mimo(np.array([-0.5, 0.1 + 1j, -0.2, -0.3 + 0.3j]), B, C, np.zeros((2, 3)), dt=np.full(4, 0.1))
-        text = "layer 'mimo_0' (mimo, from mimo_0): mode 1 has a continuous eigenvalue with real part >= 0; the " \
+        text = "layer 'mimo_0' (mimo, from mimo_0): mode 1 has a continuous eigenvalue 0.1+1j with real part >= 0; the " \
                "state matrix must be stable"
     path = tmp_path / "m.onnx"
     path.write_bytes(m.to_onnx().SerializeToString())
