@@ -3,23 +3,36 @@
 
 A kernel K (H_out, H_in, L) (tap 0 is the zero-delay one) is matched by
 
-    K[:, :, 0] = C B + D,   K[:, :, l] = C lam^l B  (l >= 1),   C (H_out, P), B (P, H_in)
+    K[:, :, 0] = 2 Re(C B) + D,   K[:, :, l] = 2 Re(C lam^l B)  (l >= 1),   C (H_out, P), B (P, H_in)
 
 (the IR's folded `mimo`: x_t = lam x_{t-1} + B u_t, y_t = 2 Re(C x_t) + D u_t,
 one mode per conjugate pair, a real mode with half its C). The
-eigensystem realization algorithm (Ho-Kalman / ERA) takes the SVD of the
-block-Hankel matrix of the Markov parameters K[:, :, 1:], and for each model
-order n from the singular values up gives a minimal (A, B, C~) with
-K_l = C~ A^(l-1) B; diagonalized, C = C~ lam^-1 reads the new state.
+eigensystem realization algorithm (Ho-Kalman / ERA) takes the SVD
+U S V^T of the block-Hankel matrix of the Markov parameters K[:, :, 1:], and
+for each model order n from the singular values up gives a minimal balanced
+(A, B~, C~) with K_l = C~ A^(l-1) B~ (l >= 1):
+
+    A = S^-1/2 U^T H1 V S^-1/2,   B~ = S^1/2 V^T[:, :H_in],   C~ = U[:H_out] S^1/2
+
+Diagonalized, A = W diag(lam) W^-1: B = W^-1 B~, C = C~ W lam^-1 (C reads
+the state after the input of its own step, hence lam^-1), and D is what tap 0
+leaves. The residues come from the realization itself, not from a least
+squares fit of the kernel on fixed poles: that Vandermonde system is
+numerically singular when poles cluster (condition 1e16 for 16 modes in
+0.87..0.97), and its minimum-norm residues are not rank 1, so splitting them
+would multiply the modes. An exact n-state kernel comes back with n states
+(n_real + n_pairs folded modes).
 
 Stability is part of the fit: a realization with a mode at |lam| >= 1 (a
 kernel that has not decayed inside the window) would reproduce the window
 and grow without bound past it, which is how Loihi 2 runs the recurrence.
-Its unstable modes are pulled inside (radius `max_radius`, angle kept) and
-the residues refitted by least squares on the whole kernel; a residue of
-rank r becomes r modes of the same lam. The reported error is that of the
-returned realization, recomputed from it. `fit_mimo_kernel` returns the
-smallest order that meets `tol`, or the best it found (the caller refuses it).
+Its unstable modes are pulled inside (radius `MAX_RADIUS`, angle kept), they
+keep their B, and their C is corrected by least squares on what the
+realization leaves of the kernel (linear in C, so a mode stays one mode);
+an order that misses `tol` also tries that correction on every mode's C. The
+reported error is that of the returned realization, recomputed from it.
+`fit_mimo_kernel` returns the smallest order that meets `tol`, or the best it
+found (the caller refuses it).
 """
 from __future__ import annotations
 
@@ -28,10 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_RADIUS = 0.9995   # the largest |lam| a fitted mode keeps
-# A residue keeps its singular components above these fractions of its
-# largest, tried in turn (a minimal realization's residues are rank 1; float32
-# kernels leave small others that would only add modes).
-RANK_TOLS = (1e-2, 1e-4, 1e-10)
+MIN_RADIUS = 1e-12    # a mode at lam = 0 only feeds tap 0 (that is D's): dropped
 
 
 @dataclass
@@ -52,31 +62,47 @@ def impulse(lam: np.ndarray, B: np.ndarray, C: np.ndarray, D: np.ndarray, L: int
     return K
 
 
-def _residue_fit(lam: np.ndarray, K: np.ndarray, rank_tol: float
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Least-squares residues for fixed modes (`lam`: one of each conjugate
-    pair; the conjugates join the fit so that it is real), split into rank-1
-    terms; folded: the modes of `lam` with 2 Re(C x), real modes' C halved."""
-    n_up = len(lam)
-    lam = np.concatenate([lam, np.conj(lam[lam.imag != 0])])
+def _modal(G: np.ndarray, U: np.ndarray, s: np.ndarray, Vh: np.ndarray, n: int, H_out: int, H_in: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The order-n ERA realization, diagonalized and folded: (lam, B, C), one
+    mode of each conjugate pair (upper half plane) and every real mode (C halved)."""
+    Sh = np.sqrt(s[:n])
+    A = G[:n, :n] / Sh[:, None] / Sh[None, :]
+    Bt = Sh[:, None] * Vh[:n, :H_in]
+    Ct = U[:H_out, :n] * Sh[None, :]
+    # A is real, so LAPACK returns real eigenvalues with imag exactly 0 and
+    # conjugate pairs (with conjugate eigenvectors) exactly conjugate
+    lam, W = np.linalg.eig(A)
+    keep = (lam.imag >= 0) & (np.abs(lam) > MIN_RADIUS)
+    B = np.linalg.solve(W, Bt.astype(complex))[keep]
+    C = (Ct @ W).astype(complex)[:, keep] / lam[keep]   # eig of a real A with real poles is real
+    lam = lam[keep].astype(complex)
+    real = lam.imag == 0
+    # a real mode's eigenvector (so its B and C) is real up to rounding; 2 Re(C x) counts it once
+    B[real], C[:, real] = B[real].real, 0.5 * C[:, real].real
+    return lam, B, C
+
+
+def _refit_C(lam: np.ndarray, B: np.ndarray, C: np.ndarray, K: np.ndarray, which: np.ndarray) -> np.ndarray:
+    """C with the columns `which` corrected by least squares on the taps l >= 1
+    (2 Re(sum_which dC lam^l B) = what C leaves of K_l): linear in C with lam
+    and B fixed, so each mode stays one rank-1 mode; the minimum-norm
+    correction keeps C near the realization's where the taps cannot tell."""
     H_out, H_in, L = K.shape
-    V = lam[None, :] ** np.arange(1, L)[:, None]             # (L-1, n)
-    R, *_ = np.linalg.lstsq(V, K[:, :, 1:].reshape(H_out * H_in, L - 1).T.astype(complex), rcond=None)
-    R = R.reshape(len(lam), H_out, H_in)                     # K_l = sum_p R_p lam_p^l, l >= 1
-    lams, Bs, Cs = [], [], []
-    for p in range(n_up):  # the conjugates' residues are the conjugates of these (K is real)
-        U, s, Vh = np.linalg.svd(R[p].real if lam[p].imag == 0 else R[p])
-        keep = s > rank_tol * max(s.max(initial=0.0), 1e-300)
-        half = 0.5 if lam[p].imag == 0 else 1.0
-        for k in np.flatnonzero(keep):
-            lams.append(lam[p])
-            Cs.append(U[:, k] * s[k] * half)
-            Bs.append(Vh[k])
-    lam_f = np.array(lams, complex)
-    B = np.array(Bs, complex).reshape(len(lams), H_in)
-    C = np.array(Cs, complex).reshape(len(lams), H_out).T
-    D = K[:, :, 0] - 2 * (C @ B).real
-    return lam_f, B, C, D
+    if not which.any():
+        return C
+    rest = K - impulse(lam, B, C, np.zeros((H_out, H_in)), L)
+    m = int(which.sum())
+    g = (lam[which][None, :, None] ** np.arange(1, L)[:, None, None]) * B[which][None]   # (L-1, m, H_in)
+    g = g.transpose(0, 2, 1).reshape(-1, m)                                              # rows (l, i)
+    X = 2 * np.concatenate([g.real, -g.imag], axis=1)                                    # [Re dc, Im dc]
+    y = rest[:, :, 1:].transpose(2, 1, 0).reshape(-1, H_out)                             # rows (l, i), o
+    sol, *_ = np.linalg.lstsq(X, y, rcond=None)
+    dC = (sol[:m] + 1j * sol[m:]).T
+    dC[:, lam[which].imag == 0] = dC[:, lam[which].imag == 0].real   # a real mode's C stays real
+    C = C.copy()
+    C[:, which] += dC
+    return C
 
 
 def fit_mimo_kernel(K: np.ndarray, tol: float, max_modes: int) -> MimoFit:
@@ -85,33 +111,34 @@ def fit_mimo_kernel(K: np.ndarray, tol: float, max_modes: int) -> MimoFit:
     K = np.asarray(K, np.float64)
     H_out, H_in, L = K.shape
     norm = max(float(np.linalg.norm(K)), 1e-300)
+    empty = (np.zeros(0, complex), np.zeros((0, H_in), complex), np.zeros((H_out, 0), complex))
     if L < 3:  # no dynamics to identify: the zero-delay tap is D
-        z = np.zeros(0, complex)
-        return MimoFit(z, np.zeros((0, H_in), complex), np.zeros((H_out, 0), complex), K[:, :, 0].copy(),
-                       float(np.linalg.norm(K[:, :, 1:]) / norm), 0)
+        return MimoFit(*empty, K[:, :, 0].copy(), float(np.linalg.norm(K[:, :, 1:]) / norm), 0)
     r = (L - 1) // 2                                         # block rows / columns of the Hankel matrices
-    M = np.moveaxis(K[:, :, 1:], 2, 0)                       # M[k-1] = K_k = C~ A^(k-1) B
+    M = np.moveaxis(K[:, :, 1:], 2, 0)                       # M[k-1] = K_k = C~ A^(k-1) B~
     H0 = np.block([[M[i + j] for j in range(r)] for i in range(r)])
     H1 = np.block([[M[i + j + 1] for j in range(r)] for i in range(r)])
     U, s, Vh = np.linalg.svd(H0, full_matrices=False)
-    best: MimoFit | None = None
-    for n in range(1, min(len(s), 2 * max_modes) + 1):
+    n_max = min(len(s), 2 * max_modes)
+    G = U[:, :n_max].T @ H1 @ Vh[:n_max].T                   # every order's A is a corner of it
+    best = MimoFit(*empty, K[:, :, 0].copy(), float(np.linalg.norm(K[:, :, 1:]) / norm), 0)
+    for n in range(1, n_max + 1):
         if s[n - 1] <= 1e-14 * s[0]:
             break
-        Sh = np.sqrt(s[:n])
-        A = (U[:, :n].T @ H1 @ Vh[:n].T) / Sh[:, None] / Sh[None, :]
-        lam = np.linalg.eigvals(A)
-        lam = lam[(lam.imag >= 0) & (np.abs(lam) > 1e-12)]   # one of each conjugate pair; lam = 0 is tap 0 only
+        lam, B, C = _modal(G, U, s, Vh, n, H_out, H_in)
+        if len(lam) > max_modes:
+            continue   # a higher order may fold to fewer modes (more of its poles in pairs)
         mag = np.abs(lam)
-        lam = np.where(mag >= MAX_RADIUS, lam / np.where(mag > 0, mag, 1) * MAX_RADIUS, lam)
-        for rank_tol in RANK_TOLS:
-            lam_f, B, C, D = _residue_fit(lam, K, rank_tol)
-            if len(lam_f) > max_modes:
-                break
-            err = float(np.linalg.norm(impulse(lam_f, B, C, D, L) - K) / norm)
-            if best is None or err < best.rel_error - 1e-15:
-                best = MimoFit(lam_f, B, C, D, err, n)
+        moved = mag >= MAX_RADIUS
+        lam = np.where(moved, lam / np.where(mag > 0, mag, 1) * MAX_RADIUS, lam)
+        C = _refit_C(lam, B, C, K, moved)
+        for attempt in range(2):
+            if attempt:  # missed: the best C for these modes
+                C = _refit_C(lam, B, C, K, np.ones(len(lam), bool))
+            D = K[:, :, 0] - 2 * (C @ B).real   # tap 0 is C B + D: D is what the modes leave of it
+            err = float(np.linalg.norm(impulse(lam, B, C, D, L) - K) / norm)
+            if err < best.rel_error - 1e-15:
+                best = MimoFit(lam, B, C, D, err, n)
             if err <= tol:
-                return MimoFit(lam_f, B, C, D, err, n)
-    return best if best is not None else MimoFit(np.zeros(0, complex), np.zeros((0, H_in), complex),
-                                                 np.zeros((H_out, 0), complex), K[:, :, 0].copy(), 1.0, 0)
+                return best
+    return best
