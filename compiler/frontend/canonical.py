@@ -375,6 +375,30 @@ def lower_quant(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
 
 
 # --- writer ---------------------------------------------------------------------
+def s4d_channels_mimo(dt, A, B, C, D) -> dict[str, np.ndarray]:
+    """The state-spaces S4D with `channels > 1` as MIMO parameters: H
+    channels of N complex states (dt (H,), A, B (H, N)), read by `channels`
+    output maps C (channels, H, N) with skips D (channels, H); features out
+    c-major (c * H + h), as state-spaces' rearrange of (B, channels, H, L)
+    to (B, L, channels * H). It is MIMO with structure: P = H * N modes,
+    mode (h, n) driven by input h alone. Returns dt (P,), A (P,), B (P, H),
+    C (channels * H, P), D (channels * H, H)."""
+    A, B, C = (np.asarray(z, complex) for z in (A, B, C))
+    D = np.asarray(D, float)
+    H, N = A.shape
+    ch = C.shape[0]
+    if C.shape != (ch, H, N) or D.shape != (ch, H) or B.shape != (H, N) or np.shape(dt) != (H,):
+        raise ValueError("s4d_channels: dt (H,), A, B (H, N), C (channels, H, N), D (channels, H)")
+    Bm = np.zeros((H * N, H), complex)
+    Cm = np.zeros((ch * H, H * N), complex)
+    Dm = np.zeros((ch * H, H))
+    for h in range(H):
+        Bm[h * N:(h + 1) * N, h] = B[h]
+        Cm[h::H, h * N:(h + 1) * N][:ch] = C[:, h, :]
+        Dm[h::H, h][:ch] = D[:, h]
+    return {"dt": np.repeat(np.asarray(dt, float), N), "A": A.reshape(-1), "B": Bm, "C": Cm, "D": Dm}
+
+
 @dataclass
 class CanonicalModel:
     """Build an S4D model in the canonical form, layer by layer.
@@ -454,27 +478,10 @@ class CanonicalModel:
         return self
 
     def s4d_channels(self, dt, A, B, C, D, discretization: str = "zoh") -> "CanonicalModel":
-        """The state-spaces S4D with `channels > 1`: H channels of N complex
-        states (dt (H,), A, B (H, N)), read by `channels` output maps C
-        (channels, H, N) with skips D (channels, H); features out c-major
-        (c * H + h), as state-spaces' rearrange of (B, channels, H, L) to
-        (B, L, channels * H). It is MIMO with structure: P = H * N modes,
-        mode (h, n) driven by input h alone, written as an s4dc.MIMO node."""
-        A, B, C = (np.asarray(z, complex) for z in (A, B, C))
-        D = np.asarray(D, float)
-        H, N = A.shape
-        ch = C.shape[0]
-        if C.shape != (ch, H, N) or D.shape != (ch, H) or B.shape != (H, N) or np.shape(dt) != (H,):
-            raise ValueError("s4d_channels: dt (H,), A, B (H, N), C (channels, H, N), D (channels, H)")
-        Bm = np.zeros((H * N, H), complex)
-        Cm = np.zeros((ch * H, H * N), complex)
-        Dm = np.zeros((ch * H, H))
-        for h in range(H):
-            Bm[h * N:(h + 1) * N, h] = B[h]
-            Cm[h::H, h * N:(h + 1) * N][:ch] = C[:, h, :]
-            Dm[h::H, h][:ch] = D[:, h]
-        return self.mimo(A.reshape(-1), Bm, Cm, Dm, dt=np.repeat(np.asarray(dt, float), N),
-                         discretization=discretization)
+        """The state-spaces S4D with `channels > 1` as an s4dc.MIMO node
+        (the mapping: `s4d_channels_mimo`)."""
+        p = s4d_channels_mimo(dt, A, B, C, D)
+        return self.mimo(p["A"], p["B"], p["C"], p["D"], dt=p["dt"], discretization=discretization)
 
     def relu(self) -> "CanonicalModel":
         out = self._name("relu")

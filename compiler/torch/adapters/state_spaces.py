@@ -10,7 +10,7 @@ With `channels > 1` (state-spaces' multi-head kernel: C (channels, H, N/2, 2),
 D (channels, H), the output rearranged from (B, channels, H, L) to
 (B, channels * H, L)) the layer is MIMO with structure: H * N/2 modes, mode
 (h, n) driven by channel h alone, read by every channel's C. It is written
-by the canonical writer's own mapping (`CanonicalModel.s4d_channels`) as an
+by the canonical writer's own mapping (`s4d_channels_mimo`, what `CanonicalModel.s4d_channels` writes) as an
 `s4dc.MIMO` node, and the value matched is the rearranged output.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from s4dc.errors import ExportError
-from s4dc.frontend.canonical import CanonicalModel
+from s4dc.frontend.canonical import s4d_channels_mimo
 from s4dc.torch.adapters import ADAPTERS, class_path, register_finder
 from s4dc.torch.emit import SSMCore, reference
 
@@ -146,16 +146,7 @@ def core_of(name: str, layer: nn.Module, params: dict[str, np.ndarray], args: tu
 def channels_mimo(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The s4dc.MIMO parameters of a multi-channel S4D (C (channels, H, N),
     D (channels, H)), as the canonical writer maps them."""
-    got: dict[str, np.ndarray] = {}
-
-    class Capture(CanonicalModel):  # the writer's mapping, without writing a model
-        def mimo(self, lam, B, C, D, bias=None, dt=None, discretization="zoh"):
-            got.update(dt=np.asarray(dt, float), A=np.asarray(lam, complex), B=np.asarray(B, complex),
-                       C=np.asarray(C, complex), D=np.asarray(D, float))
-            return self
-
-    Capture(features=p["A"].shape[0], time=None).s4d_channels(p["dt"], p["A"], p["B"], p["C"], p["D"])
-    return got
+    return s4d_channels_mimo(p["dt"], p["A"], p["B"], p["C"], p["D"])
 
 
 def _rewrite(gm, n_u, n_y, core: SSMCore) -> nn.Module:
