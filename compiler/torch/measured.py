@@ -11,16 +11,20 @@ example's length):
 2. causal: an impulse at step T/2 leaves every earlier output at zero;
 3. time-invariant: the response to that impulse is the response to an
    impulse at step 0, shifted;
-4. not channel-coupled: output channel i does not answer an impulse in
-   input channel j != i (a coupled, MIMO response needs issue 13).
-5. the output on random inputs is the causal convolution with the measured
-   impulse response h (what 1-3 imply);
+4. the output on random inputs is the causal convolution with the measured
+   impulse response h (T, H_out, H_in) (what 1-3 imply).
 
 Each deviation is max |difference| / max |reference|; PROBE_TOL bounds all of
-them (float32 modules reach about 1e-6). Then each channel's kernel h[:, i, i]
-is fitted with the compiler's stable kernel fit (`s4dc.passes.kernel_fit`)
-and the module is replaced by one `s4dc.S4DDiscrete` node (poles lam, B = 1,
-C = residues). Past the example length the node continues the fitted, stable
+them (float32 modules reach about 1e-6). A module whose output channel i
+answers no impulse in input channel j != i (within PROBE_TOL) is SISO: each
+channel's kernel h[:, i, i] is fitted with the compiler's stable kernel fit
+(`s4dc.passes.kernel_fit`, FIT_TOL per channel) and the module is replaced by
+one `s4dc.S4DDiscrete` node (poles lam, B = 1, C = residues). A
+channel-coupled one (or one with other output features than input ones) is
+MIMO: the whole (H_out, H_in, T) response is realized by block-Hankel
+identification (`s4dc.passes.kernel_fit.block_hankel`, FIT_TOL on the whole
+kernel) and the module becomes one `s4dc.MIMODiscrete` node (one shared
+state). Past the example length the node continues the fitted, stable
 response; what the module does there is not measured.
 """
 from __future__ import annotations
@@ -30,7 +34,6 @@ import torch
 import torch.nn as nn
 
 from s4dc.errors import ExportError
-from s4dc.targets.float_exec import causal_conv as causal_conv_np
 from s4dc.torch.emit import SSMCore
 
 PROBE_TOL = 1e-4
@@ -80,6 +83,26 @@ def _dev(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max()) / scale
 
 
+def mimo_conv(u: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """y[b, t, o] = sum_{s, i} h[s, o, i] u[b, t-s, i]: the causal
+    convolution of u (batch, T, H_in) with h (T, H_out, H_in), by FFT."""
+    T = u.shape[1]
+    n = 1 << int(np.ceil(np.log2(2 * T - 1)))
+    Y = np.einsum("bfi,foi->bfo", np.fft.rfft(u, n=n, axis=1), np.fft.rfft(h, n=n, axis=0))
+    return np.fft.irfft(Y, n=n, axis=1)[:, :T]
+
+
+def coupled(h: np.ndarray) -> bool:
+    """Whether the response h (T, H_out, H_in) is MIMO: other output features
+    than input ones, or an output channel answering another channel's
+    impulse beyond PROBE_TOL of the largest response."""
+    if h.shape[1] != h.shape[2]:
+        return True
+    off = h.copy()
+    off[:, np.arange(h.shape[1]), np.arange(h.shape[1])] = 0.0
+    return float(np.abs(off).max(initial=0.0)) > PROBE_TOL * max(float(np.abs(h).max(initial=0.0)), 1e-30)
+
+
 def measure(name: str, module: nn.Module, args: tuple, T: int) -> np.ndarray:
     """The impulse response h (T, H_out, H_in) of an LTI causal module, or an
     ExportError naming the module and the property it breaks, with the deviation."""
@@ -106,9 +129,9 @@ def measure(name: str, module: nn.Module, args: tuple, T: int) -> np.ndarray:
     except Exception as e:  # noqa: BLE001 - the module's own failure on a probe
         raise ExportError(f"{lab}: fails on a probe input of shape {(3, T, H)} "
                           f"({clean(e)})") from None
-    if y1.shape != (3, T, H):
+    if y1.shape[:2] != (3, T):
         raise ExportError(f"{lab}: maps (batch, {T}, {H}) to {y1.shape[1:]} (batch first, {layout}); the "
-                          "measured path needs the same time length and features in and out")
+                          "measured path needs the same time length in and out")
     if (d := float(np.abs(y0).max()) / max(float(np.abs(y1).max()), 1e-30)) > PROBE_TOL:
         raise ExportError(f"{lab}: not linear: a zero input gives an output {d:.2e} times the size of a "
                           f"random input's (a bias or offset; tolerance {PROBE_TOL:g})")
@@ -125,14 +148,7 @@ def measure(name: str, module: nn.Module, args: tuple, T: int) -> np.ndarray:
                           f"the shifted response to one at step 0 by {d:.2e} (relative; tolerance "
                           f"{PROBE_TOL:g})")
     h = g0.transpose(1, 2, 0)  # (T, out, in)
-    off = h.copy()
-    off[:, np.arange(H), np.arange(H)] = 0.0
-    if (d := float(np.abs(off).max()) / max(float(np.abs(h).max()), 1e-30)) > PROBE_TOL:
-        raise ExportError(f"{lab}: its impulse response couples channels (an output channel answers another "
-                          f"channel's impulse at {d:.2e} of the largest response): a MIMO layer, which needs "
-                          "s4dc's MIMO support (issue 13)")
-    want = causal_conv_np(r1, np.ascontiguousarray(h[:, np.arange(H), np.arange(H)].T))
-    if (d := _dev(want, y1)) > PROBE_TOL:
+    if (d := _dev(mimo_conv(r1, h), y1)) > PROBE_TOL:
         raise ExportError(f"{lab}: not linear time-invariant: its output on random inputs differs from the "
                           f"convolution with its impulse response by {d:.2e} (relative; tolerance "
                           f"{PROBE_TOL:g})")
@@ -146,12 +162,17 @@ def clean(e: BaseException) -> str:
 
 def realize(name: str, module: nn.Module, args: tuple, T: int, *, fit_tol: float = FIT_TOL,
             max_modes: int = MAX_MODES) -> tuple[nn.Module, dict]:
-    """The replacement of a measured module (one S4DDiscrete node), and a
-    report: modes, worst probe channel's fit error."""
+    """The replacement of a measured module (one S4DDiscrete node, or one
+    MIMODiscrete node for a coupled response), and a report: modes (folded,
+    per channel or shared), the fit error (the worst channel's, or the whole
+    kernel's)."""
     from s4dc.passes.kernel_fit import fit_kernels
 
     lab = label(name, module)
     h = measure(name, module, args, T)
+    layout = layout_of(args[0], T) or "BLH"
+    if coupled(h):
+        return _realize_mimo(lab, module, args, h, layout, fit_tol, max_modes)
     H = h.shape[1]
     k = np.ascontiguousarray(h[:, np.arange(H), np.arange(H)].T)  # (H, T)
     fit = fit_kernels(k, tol=fit_tol, max_modes=max_modes)
@@ -162,9 +183,25 @@ def realize(name: str, module: nn.Module, args: tuple, T: int, *, fit_tol: float
                           f"impulse response to {fit_tol:g} (channel {worst}: relative error {err:.3g})")
     p = {"lam": fit.poles, "B": np.ones(fit.poles.shape, complex), "C": fit.residues,
          "D": np.zeros(H), "bias": np.zeros(H)}
-    layout = layout_of(args[0], T) or "BLH"
     core = SSMCore(p, layout, op="S4DDiscrete")
     return _Like(lab, core, module, args), {"modes": fit.n_modes, "fit_error": err}
+
+
+def _realize_mimo(lab: str, module: nn.Module, args: tuple, h: np.ndarray, layout: str, fit_tol: float,
+                  max_modes: int) -> tuple[nn.Module, dict]:
+    """A coupled response h (T, H_out, H_in) as one MIMODiscrete node: the
+    fewest stable shared modes whose kernel is within fit_tol of h."""
+    from s4dc.passes.kernel_fit.block_hankel import fit_mimo_kernel
+
+    k = np.ascontiguousarray(h.transpose(1, 2, 0))  # (H_out, H_in, T), tap 0 first
+    fit = fit_mimo_kernel(k, fit_tol, max_modes)
+    if fit.rel_error > fit_tol:
+        raise ExportError(f"{lab}: no stable MIMO realization with at most {max_modes} modes fits its measured "
+                          f"{k.shape[0]}x{k.shape[1]} impulse response to {fit_tol:g} (relative error "
+                          f"{fit.rel_error:.3g} with {fit.lam.size} modes)")
+    p = {"lam": fit.lam, "B": fit.B, "C": fit.C, "D": fit.D, "bias": np.zeros(k.shape[0])}
+    core = SSMCore(p, layout, op="MIMODiscrete")
+    return _Like(lab, core, module, args), {"modes": int(fit.lam.size), "fit_error": fit.rel_error, "mimo": True}
 
 
 class _Like(nn.Module):
