@@ -164,11 +164,13 @@ def _summary(net, out: Path, seconds: float) -> str:
         text = ", ".join(f"{k}={v}" for k, v in ch.items()) or "no change"
         lines.append(f"  {rec['pass']:<16} {secs * 1e3:8.1f} ms  {text}")
     if quant:
+        from s4dc.report.data import bits_used  # a MIMO layer's B and C are weights: the report's columns
         lines.append(f"quantization (calibration: {net.manifest.get('calibration')}):")
         lines.append(f"  {'layer':<24} {'op':<8} {'w/a/b/c bits':<13} {'exp':>4} {'saturations':>11} {'rel error':>10}")
         for name, e in quant.items():
             b = e.get("bits")
-            bits = f"{b['weight']}/{b['a']}/{b['b']}/{b['c']}" if b else "-"
+            used = bits_used(e["op"], b)
+            bits = "/".join(str(v) for v in used[:4]) if used else "-"
             lines.append(f"  {name:<24} {e['op']:<8} {bits:<13} {e['exp_out']:>4} {e['saturations']:>11} "
                          f"{e.get('rel_rms_error', float('nan')):>10.2e}")
     if net.placement is not None:

@@ -116,3 +116,28 @@ def test_report_refuses_a_folder_run_refuses(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == (f"s4dc: error: {tmp_path}/manifest.json: not an s4dc manifest "
                                                "(a JSON list, expected an object)")
+
+
+def test_compile_summary_gives_a_mimo_layer_its_weight_width_for_b_and_c(tmp_path, capsys):
+    """A MIMO layer's B and C are synapse weights: the compile summary's
+    b and c columns are the weight width there (the S4D layer's stay its
+    coefficient widths), as the quantize record says."""
+    import onnx
+    from test_report_mimo import _model
+
+    model, cal = _model()
+    onnx.save(model, tmp_path / "m.onnx")
+    np.savez(tmp_path / "cal.npz", x=cal)
+    (tmp_path / "w6.json").write_text(json.dumps({"Model": {"weight": 6}}))
+    assert main([str(tmp_path / "m.onnx"), "-o", str(tmp_path / "net"), "--calibration",
+                 str(tmp_path / "cal.npz"), "--no-place", "--config", str(tmp_path / "w6.json")]) == 0
+    rows = {r.split()[0]: r.split() for r in capsys.readouterr().out.splitlines()
+            if len(r.split()) == 6 and r.split()[1] in ("qmimo", "qssm")}
+    quant = json.loads((tmp_path / "net" / "manifest.json").read_text())
+    quant = next(p["changes"]["layers"] for p in quant["passes"] if p["pass"] == "quantize")
+    for name in ("mimo_4", "mimo_6"):
+        w, a, b, c = rows[name][2].split("/")
+        assert (w, b, c) == ("6", "6", "6") and int(a) == quant[name]["bits"]["a"]
+    s4d = next(n for n, r in rows.items() if r[1] == "qssm")
+    bits = quant[s4d]["bits"]
+    assert rows[s4d][2] == f"{bits['weight']}/{bits['a']}/{bits['b']}/{bits['c']}" and bits["b"] != 6
