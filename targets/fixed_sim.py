@@ -376,42 +376,25 @@ def _run_part(args) -> tuple[list[np.ndarray], dict[str, int]]:
 @register_sim_op("qmimo")
 class _QMimo(SimOp):
     """MIMO layer (docs/fixed_point.md, `qmimo`): B synapse sums, the mode
-    neurons' recurrence (`qmimo.run_modes`), their re/im messages, the C and
-    D synapse sums into the output units, bias, saturation, ReLU."""
+    neurons' recurrence, their re/im messages, the C and D synapse sums into
+    the output units, bias, saturation, ReLU; all in `qmimo.run_layer`
+    (blocks of time steps, samples over threads)."""
 
     def __init__(self, layer: Layer) -> None:
         from s4dc.targets.loihi2 import qmimo
 
         super().__init__(layer)
-        self._run_modes = qmimo.run_modes
-        p, a = layer.params, layer.attrs
-        bits = a["bits"]
-        sb = 2.0 ** -p["b_shift"].astype(np.float64)  # b_shift folded into B's rows: exact
-        self.bt = np.concatenate([p["b_re"] * sb[:, None], p["b_im"] * sb[:, None]]).T.copy()  # (H_in, 2P)
-        sa = 2.0 ** -float(a["a_frac"])
-        self.a_re, self.a_im = p["a_re"] * sa, p["a_im"] * sa
-        self.ct = np.concatenate([p["c_re"], -p["c_im"]], axis=1).astype(np.float64).T.copy()
-        self.dt = p["d"].astype(np.float64).T.copy()
-        self.bias = p["bias_mant"].astype(np.float64) * 2.0 ** a["bias_exp"]
-        s = float(qmax(bits["state"]))
-        self.rails = (-s - 1.0, s)
-        self.msg_bits = bits["message"]
+        self._run_layer = qmimo.run_layer
+        self.k = qmimo.fold(layer.params, layer.attrs)
 
     def _run(self, sim, u: np.ndarray, x: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        a = self.layer.attrs
-        m = u @ self.bt  # every step's drive [re | im]: one BLAS call, exact
-        m += 0.5
-        sim.saturations[self.layer.name] += self._run_modes(self.a_re, self.a_im, m, *x, *self.rails, jit=sim.jit)
-        if a["x_shift"]:  # m holds the states [x_re | x_im]; wider than messages: round to their width
-            m = np.floor(m * 2.0 ** -a["x_shift"] + 0.5)
-            sim.saturate(self.layer, m, self.msg_bits)
-        acc = floor_shift(m @ self.ct, a["c_shift"])
-        acc += floor_shift(u @ self.dt, a["d_shift"])
-        acc += self.bias
-        return sim.finish(self.layer, acc, self.msg_bits)
+        y, n = self._run_layer(self.k, u, *x, jit=sim.jit)
+        if n:
+            sim.saturations[self.layer.name] += n
+        return y
 
     def _zero(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
-        P = self.a_re.shape[0]
+        P = self.k.modes
         return np.zeros((batch, P)), np.zeros((batch, P))
 
     def sequence(self, sim, ins, m):

@@ -10,8 +10,8 @@ import s4dc
 from s4dc.ir import Graph, Layer, Tensor, load_graph, save_graph, verify
 from s4dc.ir.tensor import FixedPoint
 from s4dc.targets.fixed_sim import FixedSimulator
-from s4dc.targets.loihi2 import qssm
-from s4dc.targets.loihi2.numerics import BitWidths
+from s4dc.targets.loihi2 import qmimo, qssm
+from s4dc.targets.loihi2.numerics import BitWidths, floor_shift
 from conftest import FIXTURES
 
 JIT = [False, pytest.param(True, marks=pytest.mark.skipif(not qssm.AVAILABLE, reason="numba not installed"))]
@@ -113,13 +113,73 @@ def test_simulator_equals_integer_reference(case, hot, jit):
     np.testing.assert_array_equal(ys, sim.run(x))
 
 
-def test_numpy_and_numba_give_the_same_integers_on_a_wide_layer():
+@pytest.mark.parametrize("shape", [(9, 60), (1, 300), (20, 37), (3, 1)], ids=lambda s: "B{}_T{}".format(*s))
+def test_numpy_and_numba_give_the_same_integers_on_a_wide_layer(shape):
     if not qssm.AVAILABLE:
         pytest.skip("numba not installed")
     rng = np.random.default_rng(5)
     g = random_qmimo_graph(rng, 64, 48, 128, BitWidths())
-    x = rng.integers(-(1 << 16), 1 << 16, (9, 60, 64)).astype(np.float32)
-    np.testing.assert_array_equal(FixedSimulator(g, jit=True).trace(x)["m"], FixedSimulator(g, jit=False).trace(x)["m"])
+    x = rng.integers(-(1 << 16), 1 << 16, shape + (64,)).astype(np.float32)
+    a, b = FixedSimulator(g, jit=True), FixedSimulator(g, jit=False)
+    np.testing.assert_array_equal(a.trace(x)["m"], b.trace(x)["m"])
+    assert a.saturations == b.saturations
+
+
+# (batch, T, sample-steps per block, threads): blocks shorter than T and not
+# dividing it, more threads than samples, one sample, one step, odd splits.
+BLOCKS = [(9, 31, 7, 2), (5, 40, 16, 3), (1, 33, 8, 2), (3, 1, 256, 2), (16, 12, 256, 4), (2, 25, 1, 2)]
+
+
+@pytest.mark.parametrize("jit", JIT, ids=["numpy", "numba"])
+@pytest.mark.parametrize("blocks", BLOCKS, ids=lambda b: "B{}_T{}_rows{}_thr{}".format(*b))
+@pytest.mark.parametrize("case", [0, 2, 4])
+def test_blocks_and_threads_give_the_reference_integers(case, blocks, jit, monkeypatch):
+    """`qmimo.run_layer` cuts the sequence into blocks of time steps and the
+    batch over threads: any cut gives the reference's integers and counts
+    (states carried across blocks, x_shift messages, railed values)."""
+    B, T, rows, threads = blocks
+    monkeypatch.setattr(qmimo, "ROWS", rows)
+    monkeypatch.setattr(qmimo, "_cores", lambda: threads)
+    monkeypatch.setattr(qmimo, "MIN_PART", 1)
+    h_in, h_out, P, bw = CASES[case]
+    rng = np.random.default_rng(7 + case)
+    g = random_qmimo_graph(rng, h_in, h_out, P, bw, hot=True)
+    mq = (1 << (bw.message - 1)) - 1
+    x = rng.integers(-mq // 8, mq // 8, (B, T, h_in)).astype(np.float32)
+    want, nsat = reference(g.layer("m"), x.astype(np.int64))
+    sim = FixedSimulator(g, jit=jit)
+    np.testing.assert_array_equal(sim.trace(x)["m"], want)
+    assert sim.saturations["m"] == nsat
+    assert nsat > 0 or T == 1
+    monkeypatch.setattr(qssm, "PARALLEL", False)  # one thread (a worker process of run(workers=N))
+    one = FixedSimulator(g, jit=jit)
+    np.testing.assert_array_equal(one.trace(x)["m"], want)
+    assert one.saturations["m"] == nsat
+
+
+@pytest.mark.parametrize("jit", JIT, ids=["numpy", "numba"])
+def test_run_modes_alone_gives_the_reference_states(jit):
+    """`qmimo.run_modes` (the recurrence over precomputed drives) keeps its
+    contract: with the C and D sums formed around it, the reference's integers."""
+    h_in, h_out, P, bw = CASES[0]
+    rng = np.random.default_rng(11)
+    g = random_qmimo_graph(rng, h_in, h_out, P, bw, hot=True)
+    l = g.layer("m")
+    k = qmimo.fold(l.params, l.attrs)
+    assert k.x_shift == 0
+    x = rng.integers(-(1 << 20), 1 << 20, (3, 30, h_in)).astype(np.float64)
+    u = np.ascontiguousarray(x.transpose(1, 0, 2))
+    d = u @ k.bt + 0.5
+    xr, xi = np.zeros((3, P)), np.zeros((3, P))
+    n = qmimo.run_modes(k.a_re, k.a_im, d, xr, xi, k.s_lo, k.s_hi, jit=jit)
+    v = floor_shift(d @ k.ct, l.attrs["c_shift"]) + floor_shift(u @ k.dt, l.attrs["d_shift"]) + k.bias
+    n += int(np.count_nonzero((v < k.m_lo) | (v > k.m_hi)))
+    v = np.clip(v, k.m_lo, k.m_hi)
+    v = np.maximum(v, 0) if k.relu else v
+    want, nsat = reference(l, x.astype(np.int64))
+    np.testing.assert_array_equal(v.transpose(1, 0, 2), want)
+    assert n == nsat > 0
+    np.testing.assert_array_equal(np.concatenate([xr, xi], 1), d[-1])
 
 
 @pytest.mark.parametrize("name", ["scan_mimo", "scan_mimo_new", "canonical_s5", "canonical_lru"])
