@@ -301,8 +301,12 @@ def test_saturation_warns_flags_and_fails_with_strict(qnet, tmp_path, capsys):
 def test_ctrl_c_is_one_line_and_leaves_nothing(tmp_path):
     exe = Path(sys.executable).with_name("s4dc")
     out = tmp_path / "net"
+    # SIGINT back to its default in the child: a suite run in the background
+    # (nohup, `make test &`) inherits SIGINT ignored, and Python keeps an
+    # ignored SIGINT ignored, so the interrupt would never arrive
     p = subprocess.Popen([str(exe), "examples/digits/model.onnx", "-o", str(out)], stderr=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
+                         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1],
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     for line in p.stderr:  # interrupt once the passes run (kernel fitting, in worker processes)
         lines.append(line)
