@@ -9,6 +9,7 @@ tests build the layer it would emit from the real fixture file's weights
 from __future__ import annotations
 
 from types import SimpleNamespace
+import time
 
 import numpy as np
 import onnx
@@ -161,3 +162,19 @@ def test_unstable_modes_are_pulled_inside_one_mode_each():
     fit = fit_mimo_kernel(K, 0.1, 8)
     assert fit.lam.size == 3 and np.abs(fit.lam).max() == pytest.approx(MAX_RADIUS, abs=1e-12)
     assert fit.rel_error <= 0.1
+
+
+def test_block_hankel_size_is_bounded_by_the_order_and_memory():
+    """The Hankel matrices stay as small as the highest order allows: a
+    64 x 64 kernel of 784 taps (a full Conv1d over Fashion-MNIST's length)
+    would otherwise be 25k x 25k (5 GB, hours of SVD)."""
+    from s4dc.passes.kernel_fit import block_hankel as bh
+
+    assert bh.block_rows(4, 3, 48, 64) == 23  # the window: (48 - 1) // 2
+    r = bh.block_rows(64, 64, 784, 64)
+    assert (r * 64) ** 2 * 8 <= bh.HANKEL_MAX_BYTES and r * 64 >= 2 * 64 + 2
+    rng = np.random.default_rng(3)
+    K = rng.standard_normal((64, 64, 784)) * 0.9 ** np.arange(784)
+    t0 = time.process_time()
+    fit = bh.fit_mimo_kernel(K, 1e-5, 4)
+    assert time.process_time() - t0 < 60 and len(fit.lam) <= 4 and fit.rel_error > 1e-5

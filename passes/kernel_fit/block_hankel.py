@@ -41,7 +41,14 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_RADIUS = 0.9995   # the largest |lam| a fitted mode keeps
-MIN_RADIUS = 1e-12    # a mode at lam = 0 only feeds tap 0 (that is D's): dropped
+# A mode at lam = 0 (a pure one-step delay: in K_l = C~ A^(l-1) B~ it feeds
+# tap 1 only) cannot be held by the IR's form, whose state is read in the
+# step it is written: it is dropped, and the recomputed error shows the loss.
+MIN_RADIUS = 1e-12
+# The largest block-Hankel matrix the fit builds (bytes of float64): beyond
+# it the SVD takes minutes to hours (a 64 x 64 x 784 kernel with every block
+# row would be a 25k x 25k matrix, 5 GB); at this cap it is 2.9k x 2.9k.
+HANKEL_MAX_BYTES = 64 << 20
 
 
 @dataclass
@@ -105,6 +112,18 @@ def _refit_C(lam: np.ndarray, B: np.ndarray, C: np.ndarray, K: np.ndarray, which
     return C
 
 
+def block_rows(H_out: int, H_in: int, L: int, max_modes: int) -> int:
+    """Block rows (and columns) of the Hankel matrices: as many as the
+    window holds (more rows average more of the kernel: a slowly decaying
+    kernel is identified better than with the fewest rows its order needs),
+    but no more than HANKEL_MAX_BYTES allows. The rank, so the highest order
+    identifiable, is rows * min(H_in, H_out); where the memory cap leaves
+    fewer than the 2 max_modes states asked for, the orders beyond are out of
+    reach and the caller refuses a kernel they would have been needed for."""
+    fits = int(np.sqrt(HANKEL_MAX_BYTES / (8 * H_out * H_in)))
+    return max(1, min((L - 1) // 2, fits))
+
+
 def fit_mimo_kernel(K: np.ndarray, tol: float, max_modes: int) -> MimoFit:
     """The smallest stable realization (at most `max_modes` folded modes) whose
     kernel is within relative L2 error `tol` of K, else the best found."""
@@ -114,7 +133,7 @@ def fit_mimo_kernel(K: np.ndarray, tol: float, max_modes: int) -> MimoFit:
     empty = (np.zeros(0, complex), np.zeros((0, H_in), complex), np.zeros((H_out, 0), complex))
     if L < 3:  # no dynamics to identify: the zero-delay tap is D
         return MimoFit(*empty, K[:, :, 0].copy(), float(np.linalg.norm(K[:, :, 1:]) / norm), 0)
-    r = (L - 1) // 2                                         # block rows / columns of the Hankel matrices
+    r = block_rows(H_out, H_in, L, max_modes)
     M = np.moveaxis(K[:, :, 1:], 2, 0)                       # M[k-1] = K_k = C~ A^(k-1) B~
     H0 = np.block([[M[i + j] for j in range(r)] for i in range(r)])
     H1 = np.block([[M[i + j + 1] for j in range(r)] for i in range(r)])
