@@ -96,7 +96,10 @@ class QMimo(_Quantized):
         int_param(layer, "d", (h_out, h_in), bits["weight"])
         int_param(layer, "bias_mant", (h_out,), BIAS_BITS)
         fa = a_frac_attr(layer, bits)
-        shift_attr(layer, "x_shift", 0, bits["state"])
+        # the messages carry the state's top bits: a shift below state - message
+        # would send states wider than a message (the simulator and Lava skip
+        # the message rounding and clip at x_shift 0, as the state then fits)
+        shift_attr(layer, "x_shift", max(0, bits["state"] - bits["message"]), bits["state"])
         shift_attr(layer, "c_shift")
         shift_attr(layer, "d_shift")
         shift_attr(layer, "bias_exp", MIN_BIAS_EXP, MAX_BIAS_EXP)

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 import s4dc
+from s4dc import errors
 from s4dc.ir import Graph, Layer, Tensor, load_graph, save_graph, verify
 from s4dc.ir.tensor import FixedPoint
 from s4dc.targets.fixed_sim import FixedSimulator
 from s4dc.targets.loihi2 import qmimo, qssm
-from s4dc.targets.loihi2.numerics import BitWidths, floor_shift
+from s4dc.targets.loihi2.numerics import BitWidths
 from conftest import FIXTURES
 
 JIT = [False, pytest.param(True, marks=pytest.mark.skipif(not qssm.AVAILABLE, reason="numba not installed"))]
@@ -147,6 +148,8 @@ def test_blocks_and_threads_give_the_reference_integers(case, blocks, jit, monke
     mq = (1 << (bw.message - 1)) - 1
     x = rng.integers(-mq // 8, mq // 8, (B, T, h_in)).astype(np.float32)
     want, nsat = reference(g.layer("m"), x.astype(np.int64))
+    if jit:  # the cut really is over that many threads (threadpoolctl present, PARALLEL set)
+        assert qmimo.threads(B, T) == min(B, threads)
     sim = FixedSimulator(g, jit=jit)
     np.testing.assert_array_equal(sim.trace(x)["m"], want)
     assert sim.saturations["m"] == nsat
@@ -155,31 +158,6 @@ def test_blocks_and_threads_give_the_reference_integers(case, blocks, jit, monke
     one = FixedSimulator(g, jit=jit)
     np.testing.assert_array_equal(one.trace(x)["m"], want)
     assert one.saturations["m"] == nsat
-
-
-@pytest.mark.parametrize("jit", JIT, ids=["numpy", "numba"])
-def test_run_modes_alone_gives_the_reference_states(jit):
-    """`qmimo.run_modes` (the recurrence over precomputed drives) keeps its
-    contract: with the C and D sums formed around it, the reference's integers."""
-    h_in, h_out, P, bw = CASES[0]
-    rng = np.random.default_rng(11)
-    g = random_qmimo_graph(rng, h_in, h_out, P, bw, hot=True)
-    l = g.layer("m")
-    k = qmimo.fold(l.params, l.attrs)
-    assert k.x_shift == 0
-    x = rng.integers(-(1 << 20), 1 << 20, (3, 30, h_in)).astype(np.float64)
-    u = np.ascontiguousarray(x.transpose(1, 0, 2))
-    d = u @ k.bt + 0.5
-    xr, xi = np.zeros((3, P)), np.zeros((3, P))
-    n = qmimo.run_modes(k.a_re, k.a_im, d, xr, xi, k.s_lo, k.s_hi, jit=jit)
-    v = floor_shift(d @ k.ct, l.attrs["c_shift"]) + floor_shift(u @ k.dt, l.attrs["d_shift"]) + k.bias
-    n += int(np.count_nonzero((v < k.m_lo) | (v > k.m_hi)))
-    v = np.clip(v, k.m_lo, k.m_hi)
-    v = np.maximum(v, 0) if k.relu else v
-    want, nsat = reference(l, x.astype(np.int64))
-    np.testing.assert_array_equal(v.transpose(1, 0, 2), want)
-    assert n == nsat > 0
-    np.testing.assert_array_equal(np.concatenate([xr, xi], 1), d[-1])
 
 
 @pytest.mark.parametrize("name", ["scan_mimo", "scan_mimo_new", "canonical_s5", "canonical_lru"])
@@ -213,3 +191,15 @@ def test_per_layer_weight_bits_reach_the_mimo_layer(tmp_path):
     l = net.graph.layer("mimo_0")
     assert l.attrs["bits"]["weight"] == 5
     assert max(np.abs(l.params[k]).max() for k in ("b_re", "b_im", "c_re", "c_im", "d")) <= 16
+
+
+def test_verifier_refuses_states_wider_than_the_messages_they_send():
+    """A qmimo layer's messages are its states' top bits: x_shift below
+    state - message bits would send states wider than a message (the
+    simulator and Lava skip the message rounding at x_shift 0)."""
+    bw = BitWidths(weight=8, a=16, b=16, c=16, state=24, message=16)
+    g = random_qmimo_graph(np.random.default_rng(2), 3, 2, 4, bw)
+    g.layer("m").attrs["x_shift"] = 7
+    with pytest.raises(errors.IRVerificationError) as info:
+        verify(g)
+    assert str(info.value) == "layer 'm' (qmimo): attribute 'x_shift' = 7 is not a shift in [8, 24]"

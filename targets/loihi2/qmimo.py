@@ -34,12 +34,12 @@ each sum exactly whatever its blocking, summation order or FMA use.
 - without numba the same blocks run in numpy (whole (b, P) arrays per step).
 
 Both give the same integers (tests/test_mimo_quant.py checks both against
-an independent Python-integer reference). `run_modes` is the recurrence
-alone over a whole sequence of precomputed drives.
+an independent Python-integer reference).
 """
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -98,20 +98,6 @@ def fold(params: dict[str, np.ndarray], attrs: dict[str, Any]) -> Layer:
 
 
 # --- the recurrence -------------------------------------------------------------
-def run_modes(a_re: np.ndarray, a_im: np.ndarray, d: np.ndarray, x_re: np.ndarray, x_im: np.ndarray,
-              lo: float, hi: float, jit: bool) -> int:
-    """States over a sequence, in place. a: (P,) folded coefficients
-    (a_int 2^-a_frac); d: (T, B, 2P) drives (input term plus the rounding's
-    half; real parts, then imaginary parts), overwritten with the states
-    [x_re | x_im] of every step, the layout the mode neurons send them in
-    (one buffer in and out: half the memory traffic of separate arrays);
-    x: (B, P) state, updated in place. Returns the count of saturated values."""
-    if jit and AVAILABLE:
-        fn = _kernel_parallel if qssm.PARALLEL and d.shape[1] > 1 else _kernel_serial
-        return int(fn(a_re, a_im, d, x_re, x_im, 0.0, lo, hi, 0, 1.0, 0.0, 0.0))
-    return _modes_numpy(a_re, a_im, d, x_re, x_im, lo, hi)
-
-
 def _modes_kernel(a_re, a_im, d, x_re, x_im, half, lo, hi, x_shift, x_scale, m_lo, m_hi):
     """numba: d (T, B, 2P) drives without (half = 1/2) or with (half = 0)
     the rounding's half, overwritten with each step's states, or with their
@@ -166,7 +152,6 @@ def _output_kernel(yc, yd, c_scale, d_scale, bias, lo, hi, relu, out, t0, s0):
 
 if AVAILABLE:
     _kernel_serial = numba.njit(**qssm._FLAGS)(_modes_kernel)
-    _kernel_parallel = numba.njit(parallel=True, **qssm._FLAGS)(_modes_kernel)
     _output_serial = numba.njit(**qssm._FLAGS)(_output_kernel)
 
 
@@ -269,6 +254,7 @@ def _run_part(k: Layer, u: np.ndarray, x_re: np.ndarray, x_im: np.ndarray, out: 
 # --- threads ------------------------------------------------------------------------
 MIN_PART = 32  # sample-steps a thread gets at least (below that, starting it costs more than it saves)
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
+_POOL_LOCK = threading.Lock()  # two user threads simulating at once start one pool
 _CTL: Any = None
 
 
@@ -303,6 +289,7 @@ def _controller() -> Any:
 def _pool() -> ThreadPoolExecutor:
     """The worker threads, started once per process (a forked child starts its own)."""
     global _POOL
-    if _POOL is None or _POOL[0] != os.getpid():
-        _POOL = (os.getpid(), ThreadPoolExecutor(_cores(), thread_name_prefix="s4dc-qmimo"))
-    return _POOL[1]
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid():
+            _POOL = (os.getpid(), ThreadPoolExecutor(_cores(), thread_name_prefix="s4dc-qmimo"))
+        return _POOL[1]
