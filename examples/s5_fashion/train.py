@@ -104,7 +104,7 @@ def accuracy(model: Net, X: np.ndarray, y: np.ndarray, bs: int = 500) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=float, default=2.0, help="epochs (fractions allowed)")
+    ap.add_argument("--epochs", type=float, default=1.0, help="epochs (fractions allowed)")
     ap.add_argument("--bench", type=int, default=0, help="time this many batches and exit")
     a = ap.parse_args()
     torch.manual_seed(0)
