@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from s4dc.targets.loihi2 import qssm
-from s4dc.targets.loihi2.numerics import qmax
+from s4dc.targets.loihi2.numerics import qmax, sat_count
 from s4dc.targets.loihi2.qssm import AVAILABLE, next_state, numba, saturate
 
 ROWS = 256  # sample-steps per block and thread: the drive (ROWS x 2P float64) stays in L2
@@ -72,6 +72,7 @@ class Layer:
     s_hi: float
     m_lo: float  # message rails
     m_hi: float
+    message_bits: int
 
     @property
     def modes(self) -> int:
@@ -94,7 +95,8 @@ def fold(params: dict[str, np.ndarray], attrs: dict[str, Any]) -> Layer:
                  ct=np.ascontiguousarray(np.concatenate([f64(p["c_re"]), -f64(p["c_im"])], axis=1).T),
                  dt=np.ascontiguousarray(f64(p["d"]).T), bias=f64(p["bias_mant"]) * 2.0 ** a["bias_exp"],
                  x_shift=int(a["x_shift"]), c_scale=2.0 ** -float(a["c_shift"]), d_scale=2.0 ** -float(a["d_shift"]),
-                 relu=bool(a.get("relu")), s_lo=-s - 1.0, s_hi=s, m_lo=-m - 1.0, m_hi=m)
+                 relu=bool(a.get("relu")), s_lo=-s - 1.0, s_hi=s, m_lo=-m - 1.0, m_hi=m,
+                 message_bits=int(a["bits"]["message"]))
 
 
 # --- the recurrence -------------------------------------------------------------
@@ -171,15 +173,6 @@ def _modes_numpy(a_re, a_im, d, x_re, x_im, lo, hi) -> int:
     return sat
 
 
-def _clip(v: np.ndarray, lo: float, hi: float) -> int:
-    """Clip v in place, returning how many values were clipped."""
-    if qssm._outside(v, lo, hi):
-        n = int(np.count_nonzero((v > hi) | (v < lo)))
-        np.clip(v, lo, hi, out=v)
-        return n
-    return 0
-
-
 # --- the layer --------------------------------------------------------------------
 def run_layer(k: Layer, u: np.ndarray, x_re: np.ndarray, x_im: np.ndarray, jit: bool) -> tuple[np.ndarray, int]:
     """A qmimo layer over a sequence: u (T, B, H_in) input messages
@@ -230,7 +223,7 @@ def _run_part(k: Layer, u: np.ndarray, x_re: np.ndarray, x_im: np.ndarray, out: 
                 d *= 2.0 ** -k.x_shift
                 d += 0.5
                 np.floor(d, out=d)
-                sat += _clip(d, k.m_lo, k.m_hi)
+                sat += sat_count(d, k.message_bits)
         c, dd = yc[:r], yd[:r]
         np.matmul(d, k.ct, out=c)  # the C readout of the block: one BLAS call, exact
         np.matmul(ub, k.dt, out=dd)
@@ -244,7 +237,7 @@ def _run_part(k: Layer, u: np.ndarray, x_re: np.ndarray, x_im: np.ndarray, out: 
             np.floor(dd, out=dd)
             c += dd
             c += k.bias
-            sat += _clip(c, k.m_lo, k.m_hi)
+            sat += sat_count(c, k.message_bits)
             if k.relu:
                 np.maximum(c, 0.0, out=c)
             out[t0:t0 + m, s0:s1] = c.reshape(m, b, -1)
