@@ -297,15 +297,19 @@ FLOAT_OPS.add("mimo", FloatImpl(seq=_mimo_seq, step=_mimo_step, prepare=_mimo_co
 
 
 # --- mconv: full causal convolution over time (realized as mimo later) -------------------
-def _mconv_seq(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x: np.ndarray) -> np.ndarray:
-    """y[b, t, o] = sum_{l, i} k[o, i, l] u[b, t-l, i] + bias, by FFT."""
-    u, k = ins[0], l.params["kernel"]
+def full_causal_conv(u: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """y[b, t, o] = sum_{l, i} k[o, i, l] u[b, t-l, i] (u (B, T, H_in), k
+    (H_out, H_in, L)), by FFT."""
     T, K = u.shape[1], k.shape[2]
     n = 1 << int(np.ceil(np.log2(T + K - 1)))
     U = np.fft.rfft(u, n=n, axis=1)                  # (B, F, H_in)
     Kf = np.fft.rfft(k, n=n, axis=2)                 # (H_out, H_in, F)
     Y = np.einsum("bfi,oif->bfo", U, Kf)
-    return np.fft.irfft(Y, n=n, axis=1)[:, :T, :] + l.params["bias"]
+    return np.fft.irfft(Y, n=n, axis=1)[:, :T, :]
+
+
+def _mconv_seq(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x: np.ndarray) -> np.ndarray:
+    return full_causal_conv(ins[0], l.params["kernel"]) + l.params["bias"]
 
 
 def _mconv_step(ex: FloatExecutor, l: Layer, ins: list[np.ndarray], x_t: np.ndarray, st: dict) -> np.ndarray:

@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 
 from s4dc.errors import ExportError
+from s4dc.targets.float_exec import full_causal_conv
 from s4dc.torch.emit import SSMCore
 
 PROBE_TOL = 1e-4
@@ -81,15 +82,6 @@ class _Probe:
 def _dev(a: np.ndarray, b: np.ndarray) -> float:
     scale = max(float(np.abs(b).max()), float(np.abs(a).max()), 1e-30)
     return float(np.abs(a - b).max()) / scale
-
-
-def mimo_conv(u: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """y[b, t, o] = sum_{s, i} h[s, o, i] u[b, t-s, i]: the causal
-    convolution of u (batch, T, H_in) with h (T, H_out, H_in), by FFT."""
-    T = u.shape[1]
-    n = 1 << int(np.ceil(np.log2(2 * T - 1)))
-    Y = np.einsum("bfi,foi->bfo", np.fft.rfft(u, n=n, axis=1), np.fft.rfft(h, n=n, axis=0))
-    return np.fft.irfft(Y, n=n, axis=1)[:, :T]
 
 
 def coupled(h: np.ndarray) -> bool:
@@ -148,7 +140,7 @@ def measure(name: str, module: nn.Module, args: tuple, T: int) -> np.ndarray:
                           f"the shifted response to one at step 0 by {d:.2e} (relative; tolerance "
                           f"{PROBE_TOL:g})")
     h = g0.transpose(1, 2, 0)  # (T, out, in)
-    if (d := _dev(mimo_conv(r1, h), y1)) > PROBE_TOL:
+    if (d := _dev(full_causal_conv(r1, h.transpose(1, 2, 0)), y1)) > PROBE_TOL:
         raise ExportError(f"{lab}: not linear time-invariant: its output on random inputs differs from the "
                           f"convolution with its impulse response by {d:.2e} (relative; tolerance "
                           f"{PROBE_TOL:g})")
