@@ -63,10 +63,23 @@ class MimoFit:
 
 def impulse(lam: np.ndarray, B: np.ndarray, C: np.ndarray, D: np.ndarray, L: int, gain: float = 2.0) -> np.ndarray:
     """The realization's kernel (H_out, H_in, L): gain Re(C lam^l B) (+ D at tap 0)."""
+    return np.moveaxis(_taps(lam, B, C, D, L, gain), 0, 2)
+
+
+def _taps(lam: np.ndarray, B: np.ndarray, C: np.ndarray, D: np.ndarray, L: int, gain: float = 2.0) -> np.ndarray:
+    """`impulse` tap-major, (L, H_out, H_in), contiguous: the fit compares
+    every order's kernel in this layout (strided arithmetic on the kernel's
+    own layout cost more than the products)."""
+    H_out, P = C.shape
     powers = lam[None, :] ** np.arange(L)[:, None]          # (L, P)
-    K = gain * np.einsum("op,lp,pi->oil", C, powers, B).real
-    K[:, :, 0] += D
-    return K
+    # Re(C lam^l B) of every tap as one real GEMM, rows (l, o):
+    # [Re, Im](C lam^l) @ [Re B; -Im B] (a three-operand einsum here looped
+    # in C and took most of a 64 x 64 x 784 fit's time)
+    X = (C[None] * powers[:, None, :]).reshape(L * H_out, P)
+    T = (np.concatenate([X.real, X.imag], axis=1) @ np.concatenate([B.real, -B.imag])).reshape(L, H_out, -1)
+    T *= gain
+    T[0] += D
+    return T
 
 
 def _modal(G: np.ndarray, U: np.ndarray, s: np.ndarray, Vh: np.ndarray, n: int, H_out: int, H_in: int
@@ -90,20 +103,21 @@ def _modal(G: np.ndarray, U: np.ndarray, s: np.ndarray, Vh: np.ndarray, n: int, 
     return lam, B, C
 
 
-def _refit_C(lam: np.ndarray, B: np.ndarray, C: np.ndarray, K: np.ndarray, which: np.ndarray) -> np.ndarray:
+def _refit_C(lam: np.ndarray, B: np.ndarray, C: np.ndarray, T: np.ndarray, which: np.ndarray) -> np.ndarray:
     """C with the columns `which` corrected by least squares on the taps l >= 1
-    (2 Re(sum_which dC lam^l B) = what C leaves of K_l): linear in C with lam
-    and B fixed, so each mode stays one rank-1 mode; the minimum-norm
-    correction keeps C near the realization's where the taps cannot tell."""
-    H_out, H_in, L = K.shape
+    of the tap-major kernel T (L, H_out, H_in) (2 Re(sum_which dC lam^l B) =
+    what C leaves of K_l): linear in C with lam and B fixed, so each mode
+    stays one rank-1 mode; the minimum-norm correction keeps C near the
+    realization's where the taps cannot tell."""
+    L, H_out, H_in = T.shape
     if not which.any():
         return C
-    rest = K - impulse(lam, B, C, np.zeros((H_out, H_in)), L)
+    rest = T - _taps(lam, B, C, np.zeros((H_out, H_in)), L)
     m = int(which.sum())
     g = (lam[which][None, :, None] ** np.arange(1, L)[:, None, None]) * B[which][None]   # (L-1, m, H_in)
     g = g.transpose(0, 2, 1).reshape(-1, m)                                              # rows (l, i)
     X = 2 * np.concatenate([g.real, -g.imag], axis=1)                                    # [Re dc, Im dc]
-    y = rest[:, :, 1:].transpose(2, 1, 0).reshape(-1, H_out)                             # rows (l, i), o
+    y = rest[1:].transpose(0, 2, 1).reshape(-1, H_out)                                   # rows (l, i), o
     sol, *_ = np.linalg.lstsq(X, y, rcond=None)
     dC = (sol[:m] + 1j * sol[m:]).T
     dC[:, lam[which].imag == 0] = dC[:, lam[which].imag == 0].real   # a real mode's C stays real
@@ -134,7 +148,8 @@ def fit_mimo_kernel(K: np.ndarray, tol: float, max_modes: int) -> MimoFit:
     if L < 3:  # no dynamics to identify: the zero-delay tap is D
         return MimoFit(*empty, K[:, :, 0].copy(), float(np.linalg.norm(K[:, :, 1:]) / norm), 0)
     r = block_rows(H_out, H_in, L, max_modes)
-    M = np.moveaxis(K[:, :, 1:], 2, 0)                       # M[k-1] = K_k = C~ A^(k-1) B~
+    T = np.ascontiguousarray(np.moveaxis(K, 2, 0))           # tap-major: T[k] = K_k
+    M = T[1:]                                                # M[k-1] = K_k = C~ A^(k-1) B~
     H0 = np.block([[M[i + j] for j in range(r)] for i in range(r)])
     H1 = np.block([[M[i + j + 1] for j in range(r)] for i in range(r)])
     U, s, Vh = np.linalg.svd(H0, full_matrices=False)
@@ -150,12 +165,12 @@ def fit_mimo_kernel(K: np.ndarray, tol: float, max_modes: int) -> MimoFit:
         mag = np.abs(lam)
         moved = mag >= MAX_RADIUS
         lam = np.where(moved, lam / np.where(mag > 0, mag, 1) * MAX_RADIUS, lam)
-        C = _refit_C(lam, B, C, K, moved)
+        C = _refit_C(lam, B, C, T, moved)
         for attempt in range(2):
             if attempt:  # missed: the best C for these modes
-                C = _refit_C(lam, B, C, K, np.ones(len(lam), bool))
+                C = _refit_C(lam, B, C, T, np.ones(len(lam), bool))
             D = K[:, :, 0] - 2 * (C @ B).real   # tap 0 is C B + D: D is what the modes leave of it
-            err = float(np.linalg.norm(impulse(lam, B, C, D, L) - K) / norm)
+            err = float(np.linalg.norm(_taps(lam, B, C, D, L) - T) / norm)
             if err < best.rel_error - 1e-15:
                 best = MimoFit(lam, B, C, D, err, n)
             if err <= tol:
