@@ -57,6 +57,7 @@ bench: bench-compile bench-accuracy bench-sim bench-place bench-report
 
 bench-compile: $(STAMP)
 	$(PY) benchmarks/compile_time.py
+	$(PY) benchmarks/compile_time.py --mimo
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist package.
 FASHION := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
