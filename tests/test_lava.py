@@ -254,7 +254,7 @@ import s4dc.targets.lava.processes as P
 rows = {}
 for name, cls in vars(P).items():
     if inspect.isclass(cls) and issubclass(cls, PyLoihiProcessModel) and cls.__module__ == P.__name__:
-        rows[name] = {k: v.precision for k, v in vars(cls).items()
+        rows[name] = {k: v.precision for k, v in inspect.getmembers(cls)
                       if isinstance(v, LavaPyType) and v.precision is not None}
 print(json.dumps(rows))
 """

@@ -96,7 +96,7 @@ import inspect, json
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.type import LavaPyType
 import s4dc.targets.lava.processes_mimo as P
-rows = {name: {k: v.precision for k, v in vars(cls).items() if isinstance(v, LavaPyType) and v.precision is not None}
+rows = {name: {k: v.precision for k, v in inspect.getmembers(cls) if isinstance(v, LavaPyType) and v.precision is not None}
         for name, cls in vars(P).items()
         if inspect.isclass(cls) and issubclass(cls, PyLoihiProcessModel) and cls.__module__ == P.__name__}
 print(json.dumps(rows))

@@ -98,7 +98,18 @@ class _StateStep(_Timed):
     """The step frame of our fixed-point neurons with a complex state (xr, xi):
     constants folded once (`_fold`, kept in `_k`), the state zeroed at each
     sample's first step, the new state kept, saturations counted, the
-    messages sent as int64."""
+    messages sent as int64; and the Vars and ports every such model has, at
+    their numerics widths (lava reads them with getattr, so a subclass
+    inherits them)."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=MESSAGE_BITS)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=MESSAGE_BITS)
+    a_re: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=MAX_COEF_BITS)
+    a_im: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=MAX_COEF_BITS)
+    b_shift: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=SHIFT_PARAM_BITS)
+    xr: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=STATE_BITS)
+    xi: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=STATE_BITS)
+    saturations: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=COUNTER_BITS)
 
     def __init__(self, proc_params: dict) -> None:
         super().__init__(proc_params)  # type: ignore[call-arg]  # PyLoihiProcessModel's, next in the MRO
@@ -284,19 +295,11 @@ class PyS4dNeuronFixed(_StateStep, PyLoihiProcessModel):
     power of two that float64 holds exactly (qssm.py's docstring has the
     argument), and the results convert back to int64 unchanged."""
 
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=MESSAGE_BITS)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=MESSAGE_BITS)
-    a_re: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=MAX_COEF_BITS)
-    a_im: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=MAX_COEF_BITS)
     b_re: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=MAX_COEF_BITS)
     b_im: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=MAX_COEF_BITS)
     c_re: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=MAX_COEF_BITS)
     c_im: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=MAX_COEF_BITS)
-    b_shift: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=SHIFT_PARAM_BITS)
     c_shift: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=SHIFT_PARAM_BITS)
-    xr: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=STATE_BITS)
-    xi: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=STATE_BITS)
-    saturations: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=COUNTER_BITS)
 
     def _fold(self) -> qssm.Folded:
         p = self.proc_params

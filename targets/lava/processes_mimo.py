@@ -16,15 +16,13 @@ import typing as ty
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
-from lava.magma.core.model.py.ports import PyInPort, PyOutPort
-from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from s4dc.targets.lava.processes import Placement, _state_members, _StateStep, _timing
 from s4dc.targets.loihi2 import qssm
-from s4dc.targets.loihi2.numerics import COUNTER_BITS, MAX_COEF_BITS, MESSAGE_BITS, SHIFT_PARAM_BITS, STATE_BITS, qmax
+from s4dc.targets.loihi2.numerics import MESSAGE_BITS, STATE_BITS, qmax
 
 
 class MimoNeuron(AbstractProcess):
@@ -43,16 +41,8 @@ class MimoNeuron(AbstractProcess):
 @requires(CPU)
 @tag("fixed_pt")
 class PyMimoNeuronFixed(_StateStep, PyLoihiProcessModel):
-    """docs/fixed_point.md's `qmimo` state update and state messages."""
-
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=MESSAGE_BITS)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=MESSAGE_BITS)
-    a_re: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=MAX_COEF_BITS)
-    a_im: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=MAX_COEF_BITS)
-    b_shift: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=SHIFT_PARAM_BITS)
-    xr: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=STATE_BITS)
-    xi: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=STATE_BITS)
-    saturations: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=COUNTER_BITS)
+    """docs/fixed_point.md's `qmimo` state update and state messages (its
+    Vars and ports: _StateStep's; the synapses are lava Dense processes)."""
 
     def _fold(self) -> tuple[ty.Any, ...]:
         """Shifts folded into the coefficients (exact powers of two), and the state and message rails."""
