@@ -26,8 +26,10 @@ would multiply the modes. An exact n-state kernel comes back with n states
 Stability is part of the fit: a realization with a mode at |lam| >= 1 (a
 kernel that has not decayed inside the window) would reproduce the window
 and grow without bound past it, which is how Loihi 2 runs the recurrence.
-Its unstable modes are pulled inside (radius `MAX_RADIUS`, angle kept), they
-keep their B, and their C is corrected by least squares on what the
+A mode inside `STABLE_RADIUS` (the SISO fit's bound) is kept where the
+realization puts it, however slowly it decays (an exact slow system comes
+back exact). The unstable modes are pulled inside (radius `MAX_RADIUS`,
+angle kept), they keep their B, and their C is corrected by least squares on what the
 realization leaves of the kernel (linear in C, so a mode stays one mode);
 an order that misses `tol` also tries that correction on every mode's C. The
 reported error is that of the returned realization, recomputed from it.
@@ -40,7 +42,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MAX_RADIUS = 0.9995   # the largest |lam| a fitted mode keeps
+# A realized mode at |lam| >= STABLE_RADIUS is unstable (or too close to 1
+# to tell apart): fit_kernels' default bound for the SISO fit.
+STABLE_RADIUS = 1.0 - 1e-7
+# Where such a mode is pulled to: a response that dies out over a few
+# thousand steps, not a near-integrator whose gain (1 / (1 - |lam|)) would
+# swamp the state's range past the window.
+MAX_RADIUS = 0.9995
 # A mode at lam = 0 (a pure one-step delay: in K_l = C~ A^(l-1) B~ it feeds
 # tap 1 only) cannot be held by the IR's form, whose state is read in the
 # step it is written: it is dropped, and the recomputed error shows the loss.
@@ -163,7 +171,7 @@ def fit_mimo_kernel(K: np.ndarray, tol: float, max_modes: int) -> MimoFit:
         if len(lam) > max_modes:
             continue   # a higher order may fold to fewer modes (more of its poles in pairs)
         mag = np.abs(lam)
-        moved = mag >= MAX_RADIUS
+        moved = mag >= STABLE_RADIUS
         lam = np.where(moved, lam / np.where(mag > 0, mag, 1) * MAX_RADIUS, lam)
         C = _refit_C(lam, B, C, T, moved)
         for attempt in range(2):
