@@ -39,11 +39,13 @@ The cheaper arithmetics do not rescue it. float32 holds an exact sum only
 while |u| sum|w| <= 2^24; splitting each message into two 12-bit halves
 makes that hold for moderate weights, but two sgemms cost what one dgemm
 does (sgemm runs at about 2.1x the dgemm rate here). numpy has no integer
-BLAS; a native int8 dot-product kernel (AVX-512 VNNI) would need three byte
-passes per 24-bit message, a gain of at most about 1.3x over dgemm on this
-class of core, and the recurrence and output pass alone already cost about
-1.4x the S4D state-step (both measured below). So the simulator is held to the product
-floor instead: its MIMO figure is printed next to the GEMMs' own.
+BLAS. A native int8 dot-product kernel (AVX-512 VNNI: 64 int8 MACs a cycle
+at best, against about 8 float64 ones) needs three byte passes per 24-bit
+message, so at best 2.7x the dgemm rate: the GEMMs alone would still be
+about 1.9x the S4D state-step, and the recurrence and output pass alone
+already cost about 1.4x it (both measured below), about 3x in all. Meeting
+2x would take some 55 exact MACs a cycle per core. So the simulator is held
+to the product floor instead: its MIMO figure is printed next to the GEMMs'.
 """
 from __future__ import annotations
 
