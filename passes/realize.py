@@ -58,7 +58,7 @@ def apply(graph: Graph, ctx: PassContext) -> tuple[Graph, dict[str, Any]]:
 
 def _realize_mimo(l, tol: float, max_modes: int) -> dict[str, Any]:
     """A full causal convolution (mconv) as a stable mimo layer, in place."""
-    from s4dc.passes.kernel_fit.block_hankel import fit_mimo_kernel
+    from s4dc.passes.kernel_fit.block_hankel import delay_reason, fit_mimo_kernel
 
     kernel = l.params["kernel"]
     fit = fit_mimo_kernel(kernel, tol, max_modes)
@@ -67,7 +67,7 @@ def _realize_mimo(l, tol: float, max_modes: int) -> dict[str, Any]:
         raise KernelFitError(
             f"{l.where()}: no stable MIMO realization with at most {max_modes} modes fits the "
             f"{kernel.shape[0]}x{kernel.shape[1]} kernel to tolerance {tol:g} (relative error "
-            f"{fit.rel_error:.3g} with {modes} modes); raise --max-modes or --fit-tol")
+            f"{fit.rel_error:.3g} with {modes} modes); " + (delay_reason(fit) or "raise --max-modes or --fit-tol"))
     l.op = "mimo"
     l.params = {"A": fit.lam, "B": fit.B, "C": fit.C, "D": fit.D, "bias": l.params["bias"]}
     l.attrs = {"form": "diagonal", "time": "discrete", "folded": True}

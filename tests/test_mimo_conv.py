@@ -8,6 +8,8 @@ tests build the layer it would emit from the real fixture file's weights
 (tests/fixtures/mimo/conv_mimo.onnx) and compare with onnxruntime."""
 from __future__ import annotations
 
+import re
+
 from types import SimpleNamespace
 import time
 
@@ -97,6 +99,49 @@ def test_white_noise_kernel_is_refused_with_its_error():
     msg = str(info.value)
     assert "no stable MIMO realization with at most 4 modes fits the 2x2 kernel to tolerance 1e-05" in msg
     assert "relative error 0." in msg and "mimo_conv" in msg and "\n" not in msg
+
+
+def delay_kernel(seed: int = 3, L: int = 16) -> np.ndarray:
+    """A one-step-delay tap (y_t += K_1 u_{t-1}) beside one decaying mode."""
+    g = np.random.default_rng(seed)
+    K = np.zeros((2, 2, L))
+    K[:, :, 1] = g.standard_normal((2, 2))
+    return K + impulse(np.array([0.6 + 0j]), g.standard_normal((1, 2)) + 0j, g.standard_normal((2, 1)) + 0j,
+                       np.zeros((2, 2)), L)
+
+
+@pytest.mark.parametrize("dtype, reason", [
+    # exact in float64: the realization's delay is a mode at lambda = 0, dropped
+    (np.float64, r"its realization has modes at lambda = 0"),
+    # rounded to float32 as an ONNX file holds it: modes near 0 (|lambda| 1e-9 and 3e-7, C about 6e8)
+    # meet the tolerance with D cancelling them at tap 0, and are rejected for it
+    (np.float32, r"the fits within tolerance need a zero-delay weight (\S+) times the kernel's largest tap, "
+                 r"cancelling modes at \|lambda\| near 0"),
+])
+def test_a_delay_tap_is_refused_not_imitated(dtype, reason):
+    """A one-step-delay tap is not a mode of the IR's form. Imitated by
+    modes near 0 and a cancelling D, the float network met the tolerance and
+    the 8-bit one was 11x its output in RMS, quietly. It is refused, saying
+    why more modes would not help."""
+    k = delay_kernel().astype(dtype).astype(np.float64)
+    with pytest.raises(KernelFitError) as info:
+        PASSES["realize"](conv_graph(k, np.zeros(2)), SimpleNamespace(fit_tol=1e-5, max_modes=64))
+    m = re.fullmatch(r"layer 'mimo_conv' \(mconv\): no stable MIMO realization with at most 64 modes fits the "
+                     r"2x2 kernel to tolerance 1e-05 \(relative error 0\.\d+ with 1 modes\); " + reason
+                     + ": a pure delay, which this state space cannot hold", str(info.value))
+    assert m, str(info.value)
+    if m.groups():
+        assert float(m.group(1)) > 2 ** 7
+
+
+def test_delay_gain_guard_keeps_fast_genuine_modes():
+    """A genuine fast mode (lambda 0.05, its tap 0 its own) needs no
+    cancelling D: it is realized, not refused."""
+    g = np.random.default_rng(5)
+    lam = np.array([0.05 + 0j, 0.9 * np.exp(0.4j)])
+    K = impulse(lam, g.standard_normal((2, 3)) + 0j, g.standard_normal((2, 2)) + 0j, g.standard_normal((2, 3)), 32)
+    fit = fit_mimo_kernel(K, 1e-9, 8)
+    assert fit.rel_error <= 1e-9 and fit.lam.size == 2 and fit.delay_gain == 0
 
 
 def real_system(seed: int, h_out: int, h_in: int, n_pairs: int, n_real: int, radius: tuple, angle: tuple, L: int):

@@ -183,14 +183,15 @@ def _realize_mimo(lab: str, module: nn.Module, args: tuple, h: np.ndarray, layou
                   max_modes: int) -> tuple[nn.Module, dict]:
     """A coupled response h (T, H_out, H_in) as one MIMODiscrete node: the
     fewest stable shared modes whose kernel is within fit_tol of h."""
-    from s4dc.passes.kernel_fit.block_hankel import fit_mimo_kernel
+    from s4dc.passes.kernel_fit.block_hankel import delay_reason, fit_mimo_kernel
 
     k = np.ascontiguousarray(h.transpose(1, 2, 0))  # (H_out, H_in, T), tap 0 first
     fit = fit_mimo_kernel(k, fit_tol, max_modes)
     if fit.rel_error > fit_tol:
+        why = delay_reason(fit)
         raise ExportError(f"{lab}: no stable MIMO realization with at most {max_modes} modes fits its measured "
                           f"{k.shape[0]}x{k.shape[1]} impulse response to {fit_tol:g} (relative error "
-                          f"{fit.rel_error:.3g} with {fit.lam.size} modes)")
+                          f"{fit.rel_error:.3g} with {fit.lam.size} modes)" + (f"; {why}" if why else ""))
     p = {"lam": fit.lam, "B": fit.B, "C": fit.C, "D": fit.D, "bias": np.zeros(k.shape[0])}
     core = SSMCore(p, layout, op="MIMODiscrete")
     return _Like(lab, core, module, args), {"modes": int(fit.lam.size), "fit_error": fit.rel_error, "mimo": True}

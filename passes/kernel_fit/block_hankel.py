@@ -53,6 +53,13 @@ MAX_RADIUS = 0.9995
 # tap 1 only) cannot be held by the IR's form, whose state is read in the
 # step it is written: it is dropped, and the recomputed error shows the loss.
 MIN_RADIUS = 1e-12
+# The largest zero-delay weight D a realization may need, over the kernel's
+# largest tap. A one-step-delay tap (y_t += K_1 u_{t-1}) is not a mode of the
+# IR's form, but the realization can imitate it with modes at |lam| near 0
+# (C about K_1 / lam) and a D that cancels them at tap 0: exact in float64,
+# useless in fixed point, where D's 8 bits (range 2^7) would leave the whole
+# kernel below one weight step. Such a candidate is not accepted.
+MAX_D_GAIN = 2.0 ** 7
 # The largest block-Hankel matrix the fit builds (bytes of float64): beyond
 # it the SVD takes minutes to hours (a 64 x 64 x 784 kernel with every block
 # row would be a 25k x 25k matrix, 5 GB); at this cap it is 2.9k x 2.9k.
@@ -67,6 +74,8 @@ class MimoFit:
     D: np.ndarray      # (H_out, H_in) real
     rel_error: float   # relative L2 error of the realized kernel over the window
     order: int         # ERA model order tried last
+    delay_gain: float = 0.0   # the smallest D gain of the rejected fits within tol (0: none rejected)
+    zero_modes: bool = False  # some order's realization had a mode at lambda = 0 (dropped)
 
 
 def impulse(lam: np.ndarray, B: np.ndarray, C: np.ndarray, D: np.ndarray, L: int, gain: float = 2.0) -> np.ndarray:
@@ -90,10 +99,23 @@ def _taps(lam: np.ndarray, B: np.ndarray, C: np.ndarray, D: np.ndarray, L: int, 
     return T
 
 
+def delay_reason(fit: MimoFit) -> str:
+    """Why a refused fit cannot be helped by more modes, or '' (MIN_RADIUS, MAX_D_GAIN)."""
+    if fit.delay_gain:
+        why = (f"the fits within tolerance need a zero-delay weight {fit.delay_gain:.3g} times the kernel's "
+               "largest tap, cancelling modes at |lambda| near 0")
+    elif fit.zero_modes:
+        why = "its realization has modes at lambda = 0"
+    else:
+        return ""
+    return why + ": a pure delay, which this state space cannot hold"
+
+
 def _modal(G: np.ndarray, U: np.ndarray, s: np.ndarray, Vh: np.ndarray, n: int, H_out: int, H_in: int
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """The order-n ERA realization, diagonalized and folded: (lam, B, C), one
-    mode of each conjugate pair (upper half plane) and every real mode (C halved)."""
+    mode of each conjugate pair (upper half plane) and every real mode (C
+    halved); and whether a mode at lambda = 0 was dropped (MIN_RADIUS)."""
     Sh = np.sqrt(s[:n])
     A = G[:n, :n] / Sh[:, None] / Sh[None, :]
     Bt = Sh[:, None] * Vh[:n, :H_in]
@@ -101,14 +123,15 @@ def _modal(G: np.ndarray, U: np.ndarray, s: np.ndarray, Vh: np.ndarray, n: int, 
     # A is real, so LAPACK returns real eigenvalues with imag exactly 0 and
     # conjugate pairs (with conjugate eigenvectors) exactly conjugate
     lam, W = np.linalg.eig(A)
-    keep = (lam.imag >= 0) & (np.abs(lam) > MIN_RADIUS)
+    zero = np.abs(lam) <= MIN_RADIUS
+    keep = (lam.imag >= 0) & ~zero
     B = np.linalg.solve(W, Bt.astype(complex))[keep]
     C = (Ct @ W).astype(complex)[:, keep] / lam[keep]   # eig of a real A with real poles is real
     lam = lam[keep].astype(complex)
     real = lam.imag == 0
     # a real mode's eigenvector (so its B and C) is real up to rounding; 2 Re(C x) counts it once
     B[real], C[:, real] = B[real].real, 0.5 * C[:, real].real
-    return lam, B, C
+    return lam, B, C, bool(zero.any())
 
 
 def _refit_C(lam: np.ndarray, B: np.ndarray, C: np.ndarray, T: np.ndarray, which: np.ndarray) -> np.ndarray:
@@ -164,10 +187,13 @@ def fit_mimo_kernel(K: np.ndarray, tol: float, max_modes: int) -> MimoFit:
     n_max = min(len(s), 2 * max_modes)
     G = U[:, :n_max].T @ H1 @ Vh[:n_max].T                   # every order's A is a corner of it
     best = MimoFit(*empty, K[:, :, 0].copy(), float(np.linalg.norm(K[:, :, 1:]) / norm), 0)
+    kmax = max(float(np.abs(K).max()), 1e-300)
+    delay_gain, zero_modes = np.inf, False
     for n in range(1, n_max + 1):
         if s[n - 1] <= 1e-14 * s[0]:
             break
-        lam, B, C = _modal(G, U, s, Vh, n, H_out, H_in)
+        lam, B, C, dropped = _modal(G, U, s, Vh, n, H_out, H_in)
+        zero_modes |= dropped
         if len(lam) > max_modes:
             continue   # a higher order may fold to fewer modes (more of its poles in pairs)
         mag = np.abs(lam)
@@ -179,8 +205,15 @@ def fit_mimo_kernel(K: np.ndarray, tol: float, max_modes: int) -> MimoFit:
                 C = _refit_C(lam, B, C, T, np.ones(len(lam), bool))
             D = K[:, :, 0] - 2 * (C @ B).real   # tap 0 is C B + D: D is what the modes leave of it
             err = float(np.linalg.norm(_taps(lam, B, C, D, L) - T) / norm)
+            if (gain := float(np.abs(D).max()) / kmax) > MAX_D_GAIN:
+                if err <= tol:
+                    delay_gain = min(delay_gain, gain)
+                continue
             if err < best.rel_error - 1e-15:
                 best = MimoFit(lam, B, C, D, err, n)
             if err <= tol:
                 return best
+    if np.isfinite(delay_gain):
+        best.delay_gain = delay_gain
+    best.zero_modes = zero_modes
     return best
