@@ -6,6 +6,9 @@
   and no trained grid (QDQ, s4dc.Quant) rounds the middle tensor;
 - fold the S4D skip term: add(ssm(u), diag(d) u + b) -> ssm with D += d,
   bias += b (also add(ssm(u), u) -> D += 1); the same for conv layers;
+- lower a MIMO layer with no modes (a canonical P = 0 node, or a full Conv
+  whose delayed taps are all zero, realized) to the affine D u + bias it is:
+  a state with nothing in it has no neurons to partition;
 - remove layers nothing reads.
 """
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from s4dc.ir.graph import Graph
-from s4dc.ir.ops import ADD, AFFINE, INPUT, OUTPUT
+from s4dc.ir.ops import ADD, AFFINE, INPUT, MIMO, OUTPUT
 
 from s4dc.passes.base import PassContext, register
 
@@ -82,14 +85,25 @@ def _fold_skip(g: Graph) -> int:
     return 0
 
 
+def _stateless_to_affine(g: Graph) -> int:
+    for l in g.by_op(MIMO):
+        if np.shape(l.params["A"])[0] == 0:
+            l.op = AFFINE.name
+            l.params = {"weight": np.asarray(l.params["D"], np.float64), "bias": l.params["bias"]}
+            l.attrs = {}
+            return 1
+    return 0
+
+
 @register("canonicalize")
 def apply(graph: Graph, ctx: PassContext) -> tuple[Graph, dict[str, Any]]:
     g = graph.copy()
-    counts = {"identity_dropped": 0, "affines_fused": 0, "skips_folded": 0, "dead_removed": 0}
+    counts = {"identity_dropped": 0, "affines_fused": 0, "skips_folded": 0, "stateless_lowered": 0,
+              "dead_removed": 0}
     while True:
         n = 0
         for key, fn in (("identity_dropped", _drop_identity), ("affines_fused", _fuse_affines),
-                        ("skips_folded", _fold_skip)):
+                        ("skips_folded", _fold_skip), ("stateless_lowered", _stateless_to_affine)):
             k = fn(g)
             counts[key] += k
             n += k

@@ -295,3 +295,24 @@ def test_multichannel_s4d_is_mimo_with_structure(rng):
     assert np.abs(net.run(x) - ref).max() <= 1e-4 * np.abs(ref).max()
     l = next(l for l in net.graph.layers if l.op == "mimo")
     assert l.params["A"].shape == (H * N,) and l.params["C"].shape == (ch * H, H * N)
+
+
+def test_mimo_without_modes_is_its_affine(rng, tmp_path):
+    """P = 0 (a canonical node with no modes; the realization of a full Conv
+    whose delayed taps are zero): D u + bias, lowered to an affine, so it
+    quantizes and places (the empty modes stage crashed the partitioner)."""
+    m = CanonicalModel(features=2, time=10)
+    D = rng.standard_normal((3, 2))
+    m.mimo(np.zeros(0, complex), np.zeros((0, 2), complex), np.zeros((3, 0), complex), D)
+    path = tmp_path / "p0.onnx"
+    path.write_bytes(m.to_onnx().SerializeToString())
+    x = rng.standard_normal((2, 10, 2)).astype(np.float32)
+    ref = ort_run(path, x)
+    f = s4dc.compile(path, float_only=True)
+    assert [l.op for l in f.graph.layers] == ["input", "affine", "output"]
+    assert np.abs(f.run(x) - ref).max() <= 1e-6 * np.abs(ref).max()
+    out = tmp_path / "net"
+    assert main([str(path), "-o", str(out), "-q"]) == 0
+    q = s4dc.load(out)
+    y = q.run(x)
+    assert np.sqrt(np.mean((y - ref) ** 2)) <= 0.05 * np.sqrt(np.mean(ref ** 2))
