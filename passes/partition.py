@@ -89,6 +89,10 @@ class Part:
     synapses: int
     memory: dict[str, int]           # bytes: neuron, synapse, axon
     synops_per_step: float           # synaptic operations per step (incoming messages x fan-out)
+    # S4D states read by their channel's unit on this core: one synaptic op
+    # each per step that is no edge (a MIMO layer's modes reach their units
+    # over edges, counted in the units' part)
+    local_readouts: int = 0
 
     @property
     def memory_bytes(self) -> int:
@@ -166,6 +170,7 @@ class _L:
     state: bool = False       # units are state neurons (MIMO modes), not sigma-delta units
     of: str = ""              # the graph layer this stage belongs to, where it is not `name`
     sources: list[str | None] = field(default_factory=list)  # on-chip source layer per input (None: host)
+    widths: list[int] = field(default_factory=list)  # dense: the fan-in each source gives (default: all of it)
     activity: float = 1.0
 
 
@@ -208,7 +213,8 @@ def _mimo_view(l: Layer, t: Tensor, bw: BitWidths, srcs: list[str | None]) -> li
     h_in = int((l.params["B"] if l.op == "mimo" else l.params["b_re"]).shape[1])
     modes = _L(f"{l.name}/modes", l.op, "dense", P, bw, fanin=h_in, rows=2, msgs=2, state=True, sources=srcs,
                of=l.name)
-    units = _L(l.name, l.op, "dense", int(t.features), bw, fanin=2 * P + h_in, sources=[modes.name] + srcs)
+    units = _L(l.name, l.op, "dense", int(t.features), bw, fanin=2 * P + h_in, sources=[modes.name] + srcs,
+               widths=[2 * P, h_in])
     return [modes, units]
 
 
@@ -555,7 +561,8 @@ def _build(spec: HardwareSpec, layers: list[_L], nparts: dict[str, int],
             neurons, neuron_bits = c, c * (spec.state_neuron_bits(bw) if L.state else unit_bits)
             syn = c * L.fanin * L.rows
             syn_bits = syn * spec.dense_synapse_bits(bw)
-            ins = L.fanin if any(s is None for s in L.sources) else 0
+            ins = sum(w for s, w in zip(L.sources, L.widths) if s is None) if L.widths else \
+                (L.fanin if any(s is None for s in L.sources) else 0)   # host inputs, each needing an axon
         else:
             neurons, neuron_bits = c, c * unit_bits
             syn, syn_bits = c * L.arity, c * L.arity * spec.sparse_synapse_bits(bw)
@@ -564,11 +571,13 @@ def _build(spec: HardwareSpec, layers: list[_L], nparts: dict[str, int],
         mem = {"neuron": math.ceil(neuron_bits / 8), "synapse": math.ceil(syn_bits / 8), "axon": axon_bytes}
         host_ops = 0.0
         if ins:
-            host_ops = ins * (L.n_states + 1 if L.kind == "ssm" else (c if L.kind == "dense" else 1))
-        parts.append(Part(i, L.name, L.op, q.channels, q.state_range, q.has_units, neurons,
-                          (q.state_range[1] - q.state_range[0]) if q.state_range else
-                          (c * L.n_states if L.kind == "ssm" else (c if L.state else 0)), syn, mem,
-                          fan_in.get(i, 0.0) + host_ops))
+            # each host message reaches every synapse row of the part (a MIMO mode has two: re, im)
+            host_ops = ins * (L.n_states + 1 if L.kind == "ssm" else (c * L.rows if L.kind == "dense" else 1))
+        states = (q.state_range[1] - q.state_range[0]) if q.state_range else \
+            (c * L.n_states if L.kind == "ssm" else (c if L.state else 0))
+        parts.append(Part(i, L.name, L.op, q.channels, q.state_range, q.has_units, neurons, states, syn, mem,
+                          fan_in.get(i, 0.0) + host_ops,
+                          states if L.kind == "ssm" and q.has_units else 0))
     return parts, edges
 
 
@@ -673,7 +682,7 @@ def cost_parts(P: Partitioning) -> list[dict[str, Any]]:
     """Parts as the cost model takes them: each S4D state's synapse to its
     channel unit on the same core is a synaptic op that is no edge."""
     return [{"id": p.id, "neurons": p.neurons, "state_neurons": p.state_neurons,
-             "synops": p.synops_per_step + (p.state_neurons if p.state_neurons and p.has_units else 0)}
+             "synops": p.synops_per_step + p.local_readouts}
             for p in P.parts]
 
 

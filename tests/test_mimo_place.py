@@ -31,6 +31,30 @@ def test_modes_and_units_are_dense_stages():
     assert msgs[("s5_0", "decoder")] == 128
 
 
+@pytest.mark.parametrize("host_input", [False, True])
+def test_mode_synaptic_work_counts_both_rows(host_input):
+    """Each input message reaches 2 synapses per mode (b_re, b_im): 2 P H_in
+    synaptic ops per step on the modes' core, from the host or from an
+    on-chip layer alike; their C synapses are the units' (over edges), so the
+    cost model adds no state-to-unit readout on the modes' core."""
+    from s4dc.passes.partition import cost_parts
+
+    H, Pm = 16, 24
+    g = mimo_stack(1, H, Pm)
+    if host_input:   # the MIMO layer reads the input directly
+        g.layer("encoder").params["weight"] = np.zeros((H, 1))
+        g = mimo_stack(1, H, Pm, features=H)
+        g.remove(g.layer("encoder"))
+        g.layer("s5_0").inputs = ["input"]
+    P = partition(g, load_spec())
+    modes = next(p for p in P.parts if p.layer == "s5_0/modes")
+    units = next(p for p in P.parts if p.layer == "s5_0")
+    assert modes.synops_per_step == 2 * Pm * H
+    assert units.synops_per_step == 2 * Pm * H + H * H     # C over re and im, D
+    cp = {c["id"]: c["synops"] for c in cost_parts(P)}
+    assert (cp[modes.id], cp[units.id]) == (modes.synops_per_step, units.synops_per_step)
+
+
 def test_modes_split_over_cores_with_dense_fan_out():
     """A layer too big for one core: its modes split into balanced parts, and
     every output part receives every mode part's messages."""
