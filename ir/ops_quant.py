@@ -8,7 +8,7 @@ from s4dc.ir.layer import Layer
 from s4dc.ir.ops import OPS, OpDef, arity, fail, register_op, sequence_input
 from s4dc.ir.tensor import Tensor
 from s4dc.targets.loihi2.numerics import (BIAS_BITS, MAX_A_FRAC, MAX_BIAS_EXP, MAX_EXACT_B_SHIFT, MAX_SHIFT,
-                                         MIN_A_FRAC, MIN_BIAS_EXP, MIN_SHIFT, SHIFT_PARAM_BITS)
+                                         MIN_A_FRAC, MIN_BIAS_EXP, MIN_SHIFT, SHIFT_PARAM_BITS, width_problem)
 
 
 def int_param(layer: Layer, name: str, shape: tuple[int, ...], bits: int) -> np.ndarray:
@@ -50,9 +50,13 @@ def check_quantized_eigenvalues(layer: Layer, a_frac: int) -> None:
 
 
 def bits_attr(layer: Layer) -> dict:
+    """The layer's widths, each within what Loihi 2 holds (a graph.json
+    edited to 16-bit weights would run in the simulator but not on the chip)."""
     b = layer.attrs.get("bits")
     if not isinstance(b, dict):
         fail(layer, "attribute 'bits' missing")
+    if (why := width_problem(b)) is not None:
+        fail(layer, f"attribute 'bits': {why}")
     return b
 
 

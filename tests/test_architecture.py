@@ -100,6 +100,11 @@ def _quantized_net(rng) -> Graph:
     (lambda l: l.params.update(a_re=l.params["a_re"] * 0 + (1 << 15) - 1, a_im=l.params["a_im"] * 0 + 256),
      "quantized eigenvalue with |lambda| = 1.000000 >= 1"),
     (lambda l: l.attrs.pop("bits"), "attribute 'bits' missing"),
+    # widths a graph.json may be edited to: each checked against what Loihi 2 holds
+    (lambda l: l.attrs["bits"].pop("state"), "attribute 'bits': state bits missing"),
+    (lambda l: l.attrs["bits"].update(weight=16), "attribute 'bits': weight bits = 16; Loihi 2 holds 2 to 8"),
+    (lambda l: l.attrs["bits"].update(message=30), "attribute 'bits': message bits = 30; Loihi 2 holds 8 to 24"),
+    (lambda l: l.attrs["bits"].update(a="16"), "attribute 'bits': a bits = '16'; Loihi 2 holds 4 to 16"),
 ])
 def test_verifier_refuses_malformed_quantized_layers(rng, edit, message):
     q = _quantized_net(rng)

@@ -69,16 +69,30 @@ class BitWidths:
     def check(self, where: str) -> None:
         from s4dc.errors import BitWidthError
 
-        limits = {"weight": (MIN_WEIGHT_BITS, MAX_WEIGHT_BITS), "a": (MIN_COEF_BITS, MAX_COEF_BITS),
-                  "b": (MIN_COEF_BITS, MAX_COEF_BITS), "c": (MIN_COEF_BITS, MAX_COEF_BITS),
-                  "state": (MIN_STATE_BITS, STATE_BITS), "message": (MIN_MESSAGE_BITS, MESSAGE_BITS)}
-        for k, (lo, hi) in limits.items():
-            v = getattr(self, k)
-            if not isinstance(v, int) or not lo <= v <= hi:
-                raise BitWidthError(f"{where}: {k} bits = {v!r}; Loihi 2 holds {lo} to {hi}")
+        if (why := width_problem(asdict(self))) is not None:
+            raise BitWidthError(f"{where}: {why}")
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+# The widths Loihi 2 holds for each BitWidths field, [lo, hi].
+WIDTH_LIMITS = {"weight": (MIN_WEIGHT_BITS, MAX_WEIGHT_BITS), "a": (MIN_COEF_BITS, MAX_COEF_BITS),
+                "b": (MIN_COEF_BITS, MAX_COEF_BITS), "c": (MIN_COEF_BITS, MAX_COEF_BITS),
+                "state": (MIN_STATE_BITS, STATE_BITS), "message": (MIN_MESSAGE_BITS, MESSAGE_BITS)}
+
+
+def width_problem(widths: dict) -> str | None:
+    """What is wrong with a layer's widths (every BitWidths field, an int
+    within WIDTH_LIMITS), or None: one rule for the --config check and the
+    verifier's check of a quantized layer's `bits`."""
+    for k, (lo, hi) in WIDTH_LIMITS.items():
+        if k not in widths:
+            return f"{k} bits missing"
+        v = widths[k]
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            return f"{k} bits = {v!r}; Loihi 2 holds {lo} to {hi}"
+    return None
 
 
 # --- rules ----------------------------------------------------------------------
