@@ -52,17 +52,26 @@ def fold(l: Layer) -> tuple[int, int] | None:
     if up.sum() != down.sum():
         return None
     lu, ld = lam[up], lam[down]
-    pair = np.array([int(np.argmin(np.abs(ld - np.conj(x)))) for x in lu], np.int64)
-    if len(set(pair.tolist())) != len(pair):
-        return None
     if lu.size:
         tol = 1e-9 * max(1.0, float(np.abs(lu).max()))
-        # each mode's contribution C[:, k] B[k, :] must mirror its partner's
+        # each mode's contribution C[:, k] B[k, :]; an eigenvalue's residue (the
+        # sum over its modes: one, or several where it repeats, whose
+        # eigenvectors any basis of the eigenspace may split differently)
+        # must mirror its conjugate's
         cu = np.einsum("op,pi->pio", C[:, up], B[up])
-        cd = np.einsum("op,pi->pio", C[:, down][:, pair], B[down][pair])
+        cd = np.einsum("op,pi->pio", C[:, down], B[down])
         scale = max(float(np.abs(cu).max()), 1e-300)
-        if np.max(np.abs(ld[pair] - np.conj(lu))) > tol or np.abs(cd - np.conj(cu)).max() > 1e-7 * scale:
-            return None
+        seen, used = np.zeros(lu.size, bool), np.zeros(ld.size, bool)
+        for j in range(lu.size):
+            if seen[j]:
+                continue
+            g_up = ~seen & (np.abs(lu - lu[j]) <= tol)
+            g_dn = ~used & (np.abs(ld - np.conj(lu[j])) <= tol)
+            if g_up.sum() != g_dn.sum() or \
+                    np.abs(cd[g_dn].sum(0) - np.conj(cu[g_up].sum(0))).max() > 1e-7 * scale:
+                return None
+            seen |= g_up
+            used |= g_dn
     lam_f = np.concatenate([lam[up], lam[real]])
     B_f = np.concatenate([B[up], B[real]])
     C_f = np.concatenate([C[:, up], C[:, real] / 2.0], axis=1)

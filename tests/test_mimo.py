@@ -245,6 +245,34 @@ def test_passes_keep_the_float_output(rng):
     np.testing.assert_allclose(FloatExecutor(g).trace(x)["m"], ref, rtol=1e-9, atol=1e-9 * np.abs(ref).max())
 
 
+def test_repeated_conjugate_pairs_fold(rng):
+    """A dense discrete A with the same damped rotation twice (and a repeated
+    real pole): each repeated eigenvalue's eigenvectors are one basis of its
+    eigenspace among many, so single modes need not mirror their partners,
+    only each eigenvalue's summed residue does. It folds to half the complex
+    modes, output unchanged (it was left unfolded, 2x the neurons)."""
+    from s4dc.targets.float_exec import FloatExecutor
+
+    r, th = 0.9, 0.7
+    rot = r * np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    R = np.zeros((6, 6))
+    R[:2, :2] = R[2:4, 2:4] = rot
+    R[4, 4] = R[5, 5] = 0.5
+    A = R   # block diagonal: the eigenvalues repeat exactly (in a random basis they differ by rounding)
+    l = Layer("m", "mimo", ["in"], "m", {"form": "dense", "time": "discrete", "folded": False},
+              {"A": A, "B": rng.standard_normal((6, 3)), "C": rng.standard_normal((4, 6)),
+               "D": rng.standard_normal((4, 3)), "bias": rng.standard_normal(4)})
+    g = verify(_graph(l, 3, 4))
+    x = rng.standard_normal((2, 40, 3))
+    ref = FloatExecutor(g).trace(x)["m"]
+    for name in ("diagonalize", "fold_conjugates"):
+        g, _ = PASSES[name](g)
+        verify(g)
+    m = g.layer("m")
+    assert m.attrs["folded"] is True and m.params["A"].shape[0] == 4   # 2 complex (one per pair) + 2 real
+    np.testing.assert_allclose(FloatExecutor(g).trace(x)["m"], ref, rtol=1e-9, atol=1e-9 * np.abs(ref).max())
+
+
 def test_lru_stays_complex_when_not_conjugate_symmetric(rng):
     """A genuinely complex system (no conjugate partners) is left unfolded."""
     l = _mimo_layer(rng, folded=False)
