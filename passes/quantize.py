@@ -39,8 +39,8 @@ from s4dc.passes.base import PassContext, PassPreconditionError, register
 from s4dc.precision import widths_for
 from s4dc.registry import Registry
 from s4dc.targets.float_exec import FloatExecutor
-from s4dc.targets.loihi2.numerics import (BIAS_BITS, MAX_EXACT_B_SHIFT, MESSAGE_BITS, BitWidths, qmax,
-                                         round_half_up, round_to_grid)
+from s4dc.targets.loihi2.numerics import (BIAS_BITS, MAX_EXACT_B_SHIFT, MAX_SHIFT, MESSAGE_BITS, MIN_SHIFT,
+                                         BitWidths, qmax, round_half_up, round_to_grid)
 
 MARGINS = (1.25, 2.0, 4.0)  # headroom over the calibrated peak, tried in turn
 EVAL_SAMPLES = 32           # calibration samples used to compare margins
@@ -61,6 +61,31 @@ def _weight_exp(w: np.ndarray, bits: int) -> int:
     """Exponent minimizing the squared rounding-and-clipping error of w."""
     e0 = _exp_for(float(np.abs(w).max(initial=0.0)), bits)
     return min(range(e0 - 2, e0 + 1), key=lambda e: (float(((_quant(w, e, bits) * 2.0**e - w) ** 2).sum()), -e))
+
+
+def settle_shift(shift: int | np.ndarray, *weights: np.ndarray) -> int | np.ndarray:
+    """The right shift of a synapse sum, kept in [MIN_SHIFT, MAX_SHIFT] where
+    that changes nothing: weights (integer arrays, zeroed in place) whose
+    shift would pass MAX_SHIFT sit below the output's resolution (every sum
+    of 8-bit weights times 24-bit messages over any fan-in Loihi 2 holds is
+    under 2^40, so it floors to 0 or -1: one output step at most), and a
+    shift over zero weights may be any. A scalar shift covers all the
+    weights; an array one is per element, the weights of its shape. What
+    remains out of range (weights too large for the output) the verifier
+    refuses."""
+    s = np.asarray(shift)
+    over = s > MAX_SHIFT
+    if s.ndim == 0:
+        if over:
+            for w in weights:
+                w[...] = 0
+        if not any(w.any() for w in weights):
+            return int(np.clip(s, MIN_SHIFT, MAX_SHIFT))
+        return int(s)
+    for w in weights:
+        w[over] = 0
+    zero = np.logical_and.reduce([w == 0 for w in weights])
+    return np.where(zero, np.clip(s, MIN_SHIFT, MAX_SHIFT), s)
 
 
 def _bias(b: np.ndarray, e_out: int) -> tuple[np.ndarray, int]:
@@ -242,17 +267,19 @@ def _ssm(l: Layer, e_u: int, peaks: dict[str, float], state_peak: np.ndarray, bw
         b_re, b_im = round_to_grid(B.real, e_b, bw.b), round_to_grid(B.imag, e_b, bw.b)
         b_shift = e_x - e_b - e_u
     c_re, c_im, e_c = coef(C, bw.c)
-    c_shift = e_y - e_c - e_x
     dead = ~live  # silent states: no input, no output
     for arr in (b_re, b_im, c_re, c_im):
         arr[dead] = 0
+    c_shift = settle_shift(e_y - e_c - e_x, c_re, c_im)
     e_d = _weight_exp(D, bw.weight)
+    d = _quant(D, e_d, bw.weight)
+    d_shift = settle_shift(e_y - e_d - e_u, d)
     bm, be = _bias(p["bias"], e_y)
     l.op = QSSM.name
     l.params = {"a_re": a_re, "a_im": a_im, "b_re": b_re, "b_im": b_im, "c_re": c_re, "c_im": c_im,
-                "b_shift": b_shift.astype(np.int64), "c_shift": c_shift.astype(np.int64),
-                "d": _quant(D, e_d, bw.weight), "bias_mant": bm}
-    l.attrs = {"a_frac": bw.a - 1, "d_shift": e_y - e_d - e_u, "bias_exp": be, "state_exp": e_x,
+                "b_shift": b_shift.astype(np.int64), "c_shift": np.asarray(c_shift).astype(np.int64),
+                "d": d, "bias_mant": bm}
+    l.attrs = {"a_frac": bw.a - 1, "d_shift": d_shift, "bias_exp": be, "state_exp": e_x,
                "d_exp": e_d, "relu": relu, "bits": bw.to_json()}
     return e_y
 

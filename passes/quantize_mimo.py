@@ -23,7 +23,8 @@ from s4dc.targets.loihi2.numerics import MAX_EXACT_B_SHIFT, BitWidths, round_to_
 
 def quantize_mimo(l: Layer, e_u: int, peak_out: float, state_peak: np.ndarray, bw: BitWidths, margin: float,
                   relu: bool, preset: int | None) -> int:
-    from s4dc.passes.quantize import _bias, _exp_for, _quant, _weight_exp, quantize_modes  # (cycle: RULES' module)
+    from s4dc.passes.quantize import (_bias, _exp_for, _quant, _weight_exp, quantize_modes,
+                                       settle_shift)  # (cycle: RULES' module)
 
     p = l.params
     gain = 2.0 if l.attrs.get("folded") else 1.0
@@ -51,11 +52,14 @@ def quantize_mimo(l: Layer, e_u: int, peak_out: float, state_peak: np.ndarray, b
     for arr in (c_re, c_im):
         arr[:, ~live] = 0
     e_y = _exp_for(peak_out, bw.message, margin) if preset is None else preset
+    c_shift = settle_shift(e_y - e_c - e_m, c_re, c_im)
     e_d = _weight_exp(D, bw.weight)
+    d = _quant(D, e_d, bw.weight)
+    d_shift = settle_shift(e_y - e_d - e_u, d)
     bm, be = _bias(p["bias"], e_y)
     l.op = QMIMO.name
     l.params = {"a_re": a_re, "a_im": a_im, "b_re": b_re, "b_im": b_im, "b_shift": b_shift.astype(np.int64),
-                "c_re": c_re, "c_im": c_im, "d": _quant(D, e_d, bw.weight), "bias_mant": bm}
-    l.attrs = {"a_frac": bw.a - 1, "x_shift": x_shift, "c_shift": e_y - e_c - e_m, "d_shift": e_y - e_d - e_u,
+                "c_re": c_re, "c_im": c_im, "d": d, "bias_mant": bm}
+    l.attrs = {"a_frac": bw.a - 1, "x_shift": x_shift, "c_shift": c_shift, "d_shift": d_shift,
                "bias_exp": be, "state_exp": e_x, "c_exp": e_c, "d_exp": e_d, "relu": relu, "bits": bw.to_json()}
     return e_y

@@ -130,3 +130,39 @@ def test_kernel_fixes_the_calibration_length(tmp_path):
                      calibration=str(tmp_path / "c.npz"))
     assert str(e.value).endswith("'x' has shape (2, 128, 1), the model takes (n, 64, 1) (the convolution "
                                  "kernel of node_Conv_40 fixes the time length)")
+
+
+def _tiny_path_model(kind: str, rng) -> "object":
+    from s4dc.frontend.canonical import CanonicalModel
+
+    H, N, T = 3, 4, 40
+    m = CanonicalModel(features=H, time=T)
+    cz = lambda *s: rng.standard_normal(s) + 1j * rng.standard_normal(s)  # noqa: E731
+    if kind.startswith("s4d"):
+        A = -0.5 + 1j * np.pi * np.arange(N)[None].repeat(H, 0)
+        C = cz(H, N) * (1e-13 if kind == "s4d tiny C" else 1.0)
+        D = rng.standard_normal(H) * (1e-13 if kind == "s4d tiny D" else 1.0)
+        m.s4d(np.full(H, 0.05), A, np.ones((H, N), complex), C, D)
+    else:
+        P = 4
+        lam = 0.9 * np.exp(1j * rng.uniform(0, 3, P))
+        B = cz(P, H) * (1e-30 if kind == "mimo tiny input, no D" else 1.0)
+        C = cz(2, P) * (1e-13 if kind == "mimo tiny C" else 1.0)
+        D = np.zeros((2, H)) if kind == "mimo tiny input, no D" else \
+            rng.standard_normal((2, H)) * (1e-13 if kind == "mimo tiny D" else 1.0)
+        m.mimo(lam, B, C, D)
+    return m.to_onnx()
+
+
+@pytest.mark.parametrize("kind", ["s4d tiny D", "s4d tiny C", "mimo tiny D", "mimo tiny C", "mimo tiny input, no D"])
+def test_paths_below_the_output_resolution_quantize(kind):
+    """A synapse path 1e-13 of the output (or one of zero weights) needs a
+    shift past what Loihi 2 holds; its weights are below the output's
+    resolution (one output step at most), so they are zeroed and the shift
+    kept in range, where the verifier refused the layer before."""
+    rng = np.random.default_rng(0)
+    onx = _tiny_path_model(kind, rng)
+    x = rng.standard_normal((3, 40, 3)).astype(np.float32)
+    yf = s4dc.compile(onx, float_only=True).run(x).astype(np.float64)
+    yq = s4dc.compile(onx, place=False).run(x).astype(np.float64)
+    assert np.sqrt(np.mean((yq - yf) ** 2)) <= 0.05 * np.sqrt(np.mean(yf ** 2))
