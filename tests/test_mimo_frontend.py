@@ -155,3 +155,49 @@ def test_bytes_with_external_data_from_base_dir(tmp_path, monkeypatch):
     assert net.manifest["source"]["sha256"] == s4dc.compile(path, float_only=True).manifest["source"]["sha256"]
     with pytest.raises(errors.ModelLoadError, match="cannot read external data 'conv_mimo_external_dynamo.onnx.data'"):
         s4dc.compile(data, base_dir=tmp_path, float_only=True)
+
+
+def _scan(A, B, C, D, extra=None, reads_old=False):
+    import sys
+
+    sys.path.insert(0, str(FIXTURES))
+    from make_mimo_fixtures import scan_model
+
+    h_out = C.shape[0]
+    return scan_model(np.asarray(A), np.asarray(B), np.asarray(C), np.asarray(D), np.eye(h_out, dtype=np.float32),
+                      np.zeros(h_out, np.float32), reads_old=reads_old, time_first=False, body_extra=extra)
+
+
+@pytest.mark.parametrize("reads_old", [False, True])
+def test_small_couplings_in_a_differently_scaled_matrix_are_kept(reads_old, tmp_path):
+    """B = 1000 I and a coupled C of 1e-3 entries: the split into channels
+    judged C's entries against B's scale, dropped them, and compiled a
+    per-channel layer 100% off. Each matrix is now judged on its own, and a
+    split must reproduce the whole impulse response."""
+    A = np.diag([0.9, 0.8])
+    C = np.array([[1e-3, 2e-3], [3e-3, 1e-3]])
+    path = tmp_path / "s.onnx"
+    path.write_bytes(_scan(A, 1000 * np.eye(2), C, 0.5 * np.eye(2), reads_old=reads_old).SerializeToString())
+    x = np.random.default_rng(0).standard_normal((3, 40, 2)).astype(np.float32)
+    ref = ort_run(path, x)
+    net = s4dc.compile(path, float_only=True)
+    assert [l.op for l in net.graph.layers if l.opdef.recurrent] == ["mimo"]
+    assert np.abs(net.run(x) - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("extra, message", [
+    # large states, a small tanh output: judged against the states' scale, the output's nonlinearity hid
+    ("tanh_out", r"the body is not linear in \(state, input\) \(deviation \d\.?\d*\)"),
+    # sqrt of a negative probe input: NaN compared as "not above the tolerance"
+    ("sqrt_u", r"the body gives NaN or Inf on a probe \(state, input\)"),
+])
+def test_scan_body_nonlinear_only_in_its_output_is_refused(extra, message, tmp_path):
+    rng = np.random.default_rng(1)
+    A, B, C = np.diag([0.9, 0.5]), 1e4 * rng.standard_normal((2, 3)), 1e-4 * rng.standard_normal((3, 2))
+    path = tmp_path / "s.onnx"
+    path.write_bytes(_scan(A, B, C, np.zeros((3, 3)), extra=extra).SerializeToString())
+    with pytest.raises(errors.UnsupportedPatternError) as info:
+        s4dc.compile(path, float_only=True)
+    assert re.fullmatch(r"node 'mimo_scan' \(Scan\): " + message + "; s4dc maps linear state updates "
+                        r"x' = A x \+ B u, y = C x \+ D u", str(info.value)), str(info.value)
+    assert main([str(path), "-o", str(tmp_path / "net"), "--float"]) == 2 and not (tmp_path / "net").exists()

@@ -118,12 +118,21 @@ def lower_scan(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
     y_raw = outs[n_state + k_out]
     y = y_raw.reshape(len(probes), -1)
     f = np.concatenate([new_state, y], axis=1).astype(np.float64)
+    if not np.isfinite(f).all():
+        raise _fail(node, "the body gives NaN or Inf on a probe (state, input); s4dc maps linear state "
+                          "updates x' = A x + B u, y = C x + D u")
     f0, cols, rnd = f[0], f[1:1 + S + H] - f[0], f[1 + S + H:]
-    scale = max(np.abs(f).max(), 1.0)
-    dev = max(np.abs(rnd[0] + rnd[1] - f0 - rnd[2]).max(), np.abs(3 * rnd[0] - 2 * f0 - rnd[3]).max()) / scale
+    # Each block (the new state, then the output) against its own size: a
+    # nonlinear output read from large states would hide under the states' scale.
+    dev = 0.0
+    for blk in (slice(0, S), slice(S, f.shape[1])):
+        scale = max(float(np.abs(f[:, blk]).max(initial=0.0)), 1e-30)
+        dev = max(dev, float(np.abs(rnd[0, blk] + rnd[1, blk] - f0[blk] - rnd[2, blk]).max(initial=0.0)) / scale,
+                  float(np.abs(3 * rnd[0, blk] - 2 * f0[blk] - rnd[3, blk]).max(initial=0.0)) / scale)
     if dev > 1e-4:
         raise _fail(node, f"the body is not linear in (state, input) (deviation {dev:.2g}); s4dc maps "
                           "linear state updates x' = A x + B u, y = C x + D u")
+    scale = max(float(np.abs(f[:, :S]).max(initial=0.0)), 1e-30)
     if np.abs(f0[:S]).max(initial=0.0) > 1e-6 * scale:
         # From a zero state and input, a time-invariant linear body stays at zero;
         # a counter (x' = x + 1) or any drive of its own makes the update time-varying.
@@ -143,7 +152,7 @@ def lower_scan(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
         D = D_old - C @ B
     else:
         C, D = C_old, D_old
-    channels = _split_channels(A, B, C, D, H) if Hout == H else None
+    channels = _split_channels(A, B, C, D, H, max(u.time, 1)) if Hout == H else None
     if channels is None:  # coupled, or H -> Hout: one shared state (MIMO), diagonalized later
         t = fe.emit(node, "mimo", [u.tensor], Hout, True,
                     params={"A": A.copy(), "B": B.copy(), "C": C.copy(), "D": D.copy(), "bias": y_bias.copy()},
@@ -234,23 +243,28 @@ def _rows(v: np.ndarray, start: int, n: int) -> np.ndarray:
     return part if len(part) == n else np.concatenate([part, np.zeros((n - len(part),) + v.shape[1:], v.dtype)])
 
 
-def _split_channels(A, B, C, D, H) -> list[list[int]] | None:
+def _split_channels(A, B, C, D, H, L: int) -> list[list[int]] | None:
     """States of each channel, from the coupling graph; None where channels
-    are coupled (the body is then a MIMO state space)."""
+    are coupled (the body is then a MIMO state space). A split is kept only
+    if the channels alone give the whole system's impulse response over the
+    L steps of the window: dropping an entry as rounding must not drop a
+    coupling."""
     S = A.shape[0]
-    # Probing runs in the body's float32: treat what float32 rounding leaves as zero.
-    tol = 1e-5 * max(np.abs(A).max(initial=0), np.abs(B).max(initial=0), np.abs(C).max(initial=0), 1e-30)
+    # Probing runs in the body's float32: treat what float32 rounding leaves of
+    # each matrix as zero, against that matrix's own largest entry.
+    def big(M):
+        return np.abs(M) > 1e-5 * max(float(np.abs(M).max(initial=0.0)), 1e-30)
+
     g = nx.Graph()
     g.add_nodes_from(("s", i) for i in range(S))
     g.add_nodes_from(("c", h) for h in range(H))
-    for i, j in zip(*np.nonzero(np.abs(A) > tol)):
+    for i, j in zip(*np.nonzero(big(A))):
         g.add_edge(("s", int(i)), ("s", int(j)))
-    for i, h in zip(*np.nonzero(np.abs(B) > tol)):
+    for i, h in zip(*np.nonzero(big(B))):
         g.add_edge(("s", int(i)), ("c", int(h)))
-    for h, i in zip(*np.nonzero(np.abs(C) > tol)):
+    for h, i in zip(*np.nonzero(big(C))):
         g.add_edge(("s", int(i)), ("c", int(h)))
-    off = np.abs(D - np.diag(np.diag(D))) > tol
-    if off.any():
+    if big(D)[~np.eye(H, dtype=bool)].any():
         return None
     channels: list[list[int]] = [[] for _ in range(H)]
     for comp in sorted((sorted(c) for c in nx.connected_components(g)), key=lambda c: c[0]):
@@ -260,4 +274,21 @@ def _split_channels(A, B, C, D, H) -> list[list[int]] | None:
             return None
         if chans:
             channels[chans[0]] = states
-    return channels
+    return channels if _split_is_exact(A, B, C, D, channels, L) else None
+
+
+def _split_is_exact(A, B, C, D, channels: list[list[int]], L: int) -> bool:
+    """Whether the per-channel systems reproduce (A, B, C, D)'s impulse
+    response (H, H, L) to 1e-5 of its largest tap."""
+    As, Bs, Cs = np.zeros_like(A), np.zeros_like(B), np.zeros_like(C)
+    for h, idx in enumerate(channels):
+        As[np.ix_(idx, idx)], Bs[idx, h], Cs[h, idx] = A[np.ix_(idx, idx)], B[idx, h], C[h, idx]
+    Ds = np.diag(np.diag(D))
+    X, Xs = B.copy(), Bs   # the state after an impulse at step 0 (the IR reads the new state)
+    full, split = [D + C @ X], [Ds + Cs @ Xs]
+    for _ in range(1, L):
+        X, Xs = A @ X, As @ Xs
+        full.append(C @ X)
+        split.append(Cs @ Xs)
+    K, Ks = np.stack(full), np.stack(split)
+    return bool(np.abs(K - Ks).max(initial=0.0) <= 1e-5 * max(float(np.abs(K).max(initial=0.0)), 1e-30))
