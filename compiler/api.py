@@ -116,8 +116,9 @@ def _array_label(x: np.ndarray) -> str:
 
 
 def _calibration(source: "str | np.ndarray | None", graph: Graph) -> tuple[np.ndarray, str]:
-    """Calibration inputs shaped like the model input: from a file (.npz, key
-    'x'), an array, or standard normal samples when none is given."""
+    """Calibration inputs shaped like the model input: from a file (.npz with
+    key 'x', or a .npy array), an array, or standard normal samples when none
+    is given."""
     T, F = int(graph.meta.get("time_steps") or 0), graph.input_layer.attrs["features"]
     if source is None:
         x = np.random.default_rng(0).standard_normal((SYNTHETIC_CALIBRATION, T, F))
@@ -128,7 +129,7 @@ def _calibration(source: "str | np.ndarray | None", graph: Graph) -> tuple[np.nd
     else:
         try:
             data = np.load(source, allow_pickle=False)
-            x = data["x"]
+            x = data if isinstance(data, np.ndarray) else data["x"]   # .npy: the array itself
         except (OSError, ValueError, KeyError) as e:
             raise CalibrationError(f"{source}: cannot read calibration array 'x' ({e})") from None
     if graph.meta.get("input_rank") == 2 and x.ndim == 2:

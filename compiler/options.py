@@ -29,7 +29,7 @@ def _opt(default: Any, help: str, flag: str | None = None, *, cli: bool = True,
 class CompileOptions:
     float_only: bool = _opt(False, "skip quantization: a float network (run by the float executor)", "--float")
     calibration: str | None = _opt(
-        None, ".npz with key 'x' shaped like the model input, for quantization "
+        None, ".npz with key 'x' (or a .npy array) shaped like the model input, for quantization "
         "(default: synthetic standard-normal sequences; s4dc.compile also takes the array itself)",
         metavar="DATA.npz")
     config: str | None = _opt(None, "precision config, JSON or YAML (hls4ml style: Model / LayerName)",

@@ -110,6 +110,18 @@ def test_bad_calibration_or_config(setup, cls, text, tmp_path, capsys):
     assert not (tmp_path / "net").exists()
 
 
+def test_calibration_from_a_npy_file_is_the_array(rng, tmp_path):
+    """A .npy holds the array itself (np.load gives no 'x' to index: it
+    raised a raw IndexError); the same integers as the .npz."""
+    x = rng.standard_normal((8, 48, 3)).astype(np.float32)
+    np.save(tmp_path / "c.npy", x)
+    np.savez(tmp_path / "c.npz", x=x)
+    a, b = (s4dc.compile(SCAN / "scan_dense.onnx", calibration=str(tmp_path / f)) for f in ("c.npy", "c.npz"))
+    for la, lb in zip(a.graph.layers, b.graph.layers):
+        assert la.params.keys() == lb.params.keys()
+        assert all(np.array_equal(la.params[k], lb.params[k]) for k in la.params)
+
+
 def test_recurrent_network_calibrates_at_any_length(rng):
     # Every layer is recurrent or pointwise in time: a calibration set as long
     # as the stream it will run sees that stream's peaks.
