@@ -72,7 +72,7 @@ class MimoFit:
     B: np.ndarray      # (P, H_in) complex
     C: np.ndarray      # (H_out, P) complex
     D: np.ndarray      # (H_out, H_in) real
-    rel_error: float   # relative L2 error of the realized kernel over the window
+    rel_error: float   # relative L2 error of the realized kernel over the window, balanced (fit_mimo_kernel)
     order: int         # ERA model order tried last
     delay_gain: float = 0.0   # the smallest D gain of the rejected fits within tol (0: none rejected)
     zero_modes: bool = False  # some order's realization had a mode at lambda = 0 (dropped)
@@ -169,10 +169,33 @@ def block_rows(H_out: int, H_in: int, L: int, max_modes: int) -> int:
     return max(1, min((L - 1) // 2, fits))
 
 
+def balance(K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The norms (H_out,), (H_in,) that balance K (H_out, H_in, L): each output
+    row divided by its norm, then each input column by its (1 where zero)."""
+    rows = np.linalg.norm(K, axis=(1, 2))
+    rows = np.where(rows > 0, rows, 1.0)
+    cols = np.linalg.norm(K / rows[:, None, None], axis=(0, 2))
+    return rows, np.where(cols > 0, cols, 1.0)
+
+
 def fit_mimo_kernel(K: np.ndarray, tol: float, max_modes: int) -> MimoFit:
     """The smallest stable realization (at most `max_modes` folded modes) whose
-    kernel is within relative L2 error `tol` of K, else the best found."""
+    kernel is within relative L2 error `tol` of K balanced (each output row,
+    then each input column, scaled to unit norm), else the best found.
+
+    Balanced, a weak output or input weighs as much as a strong one: against
+    the whole kernel's norm, an output 1e-4 of the others could be dropped
+    entirely inside the tolerance. The realization of the balanced kernel is
+    scaled back (C by the rows' norms, B by the columns'), which leaves its
+    modes and its error as they are."""
     K = np.asarray(K, np.float64)
+    rows, cols = balance(K)
+    fit = _fit_balanced(K / rows[:, None, None] / cols[None, :, None], tol, max_modes)
+    fit.B, fit.C, fit.D = fit.B * cols[None, :], rows[:, None] * fit.C, rows[:, None] * fit.D * cols[None, :]
+    return fit
+
+
+def _fit_balanced(K: np.ndarray, tol: float, max_modes: int) -> MimoFit:
     H_out, H_in, L = K.shape
     norm = max(float(np.linalg.norm(K)), 1e-300)
     empty = (np.zeros(0, complex), np.zeros((0, H_in), complex), np.zeros((H_out, 0), complex))
