@@ -4,7 +4,8 @@
 Every S4dcError ends the command with one line on stderr and exit status 2,
 and no output is left behind; so do Ctrl-C (status 130) and, with exit
 status 3, an internal error (a bug in s4dc; `--debug` shows its traceback).
-Warnings (a time length beyond a kernel, saturation) are one line each.
+Warnings (a time length beyond a kernel, saturation, a quantized output far
+from float) are one line each.
 """
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ import numpy as np
 
 from s4dc import __version__
 from s4dc.atomic import write_atomic
-from s4dc.errors import InputDataError, KernelLengthWarning, OutputError, S4dcError, SaturationWarning, first_line
+from s4dc.errors import (InputDataError, KernelLengthWarning, OutputError, QuantizationAccuracyWarning, S4dcError,
+                         SaturationWarning, first_line)
 from s4dc.options import cli_fields, default_of, flag_of
 
-OUR_WARNINGS = (KernelLengthWarning, SaturationWarning)
+OUR_WARNINGS = (KernelLengthWarning, SaturationWarning, QuantizationAccuracyWarning)
 
 
 def _compile_parser() -> argparse.ArgumentParser:

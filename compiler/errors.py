@@ -107,6 +107,10 @@ class SaturationError(S4dcError):
     """--strict: more saturated values than the warning threshold."""
 
 
+class QuantizationAccuracyError(S4dcError):
+    """--strict: a quantized output further from float than the warning threshold."""
+
+
 class InternalError(S4dcError):
     """A bug in s4dc, caught at the boundary and reported with where it happened."""
 
@@ -119,3 +123,8 @@ class KernelLengthWarning(UserWarning):
 
 class SaturationWarning(UserWarning):
     """Saturation beyond the warning threshold in a run."""
+
+
+class QuantizationAccuracyWarning(UserWarning):
+    """A quantized output further from float, on the calibration inputs, than
+    the warning threshold (see QuantizationAccuracyError)."""

@@ -42,7 +42,7 @@ class CompileOptions:
     jobs: int = _opt(0, "worker processes for kernel fitting (0: one per CPU, at most 2); "
                         "results are identical for any value", cli=False)
     strict: bool = _opt(False, "make warnings errors: a run longer than a convolution kernel, "
-                               "saturation beyond the threshold")
+                               "saturation beyond the threshold, a quantized output over 10% RMS from float")
     place: bool = _opt(True, "skip partitioning and placement", "--no-place")
     hardware: str | None = _opt(None, "hardware model file (JSON; docs/hardware_model.md)", metavar="HW.json")
     chips: int | None = _opt(None, "chips in the system (default: the hardware model's, 1)", metavar="N")

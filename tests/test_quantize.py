@@ -178,3 +178,42 @@ def test_paths_below_the_output_resolution_quantize(kind):
     yf = s4dc.compile(onx, float_only=True).run(x).astype(np.float64)
     yq = s4dc.compile(onx, place=False).run(x).astype(np.float64)
     assert np.sqrt(np.mean((yq - yf) ** 2)) <= 0.05 * np.sqrt(np.mean(yf ** 2))
+
+
+def test_a_quantized_output_far_from_float_warns_or_refuses_when_strict(tmp_path):
+    """An output that reads the old state of a fast mode (lambda 0.005):
+    the IR's form reads the new one, C = C_old / lambda, and D cancels it
+    at tap 0, which 8-bit weights cannot resolve. Exact in float; quantized
+    the error is reported, not passed over: a warning, or with --strict an
+    error and nothing written."""
+    import re
+    import sys
+    import warnings
+
+    from conftest import FIXTURES
+
+    sys.path.insert(0, str(FIXTURES))
+    from make_mimo_fixtures import scan_model
+
+    A = np.diag([0.95, 0.7, 0.005])
+    A[0, 1] = 0.1
+    rng = np.random.default_rng(0)
+    m = scan_model(A, rng.standard_normal((3, 2)), rng.standard_normal((2, 3)), np.zeros((2, 2)), np.eye(2, dtype=np.float32),
+                   np.zeros(2, np.float32), reads_old=True, time_first=False)
+    path = tmp_path / "old.onnx"
+    path.write_bytes(m.SerializeToString())
+    cal = rng.standard_normal((16, 40, 2)).astype(np.float32)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        net = s4dc.compile(path, calibration=cal, place=False)
+    err = [p for p in net.manifest["passes"] if p["pass"] == "quantize"][0]["changes"]["output_rel_rms_error"]
+    assert err > 0.10
+    msgs = [str(w.message) for w in rec if issubclass(w.category, errors.QuantizationAccuracyWarning)]
+    assert len(msgs) == 1 and re.fullmatch(
+        r"the quantized output is \d+\.\d% RMS from float on the calibration inputs \(worst layer '\w+': "
+        r"\d+\.\d%\), over 10%; widen that layer's widths \(--config\), or look for weights that cancel \(a "
+        r"zero-delay D undoing its modes: an output that reads the old state of a fast mode\)", msgs[0]), msgs
+    np.save(tmp_path / "cal.npy", cal)
+    out = tmp_path / "net"
+    assert main([str(path), "-o", str(out), "--calibration", str(tmp_path / "cal.npy"), "--strict", "-q"]) == 2
+    assert not out.exists()
