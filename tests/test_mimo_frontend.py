@@ -201,3 +201,24 @@ def test_scan_body_nonlinear_only_in_its_output_is_refused(extra, message, tmp_p
     assert re.fullmatch(r"node 'mimo_scan' \(Scan\): " + message + "; s4dc maps linear state updates "
                         r"x' = A x \+ B u, y = C x \+ D u", str(info.value)), str(info.value)
     assert main([str(path), "-o", str(tmp_path / "net"), "--float"]) == 2 and not (tmp_path / "net").exists()
+
+
+@pytest.mark.parametrize("reads_old", [False, True])
+def test_singular_state_matrix(reads_old, tmp_path):
+    """A = diag(0.9, 0): an output of the new state still maps (any C with
+    C A = C_old gives the same output; it was refused as 'A is singular');
+    one of the old state reads what A annihilates, a delay: refused."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "s.onnx"
+    path.write_bytes(_scan(np.diag([0.9, 0.0]), rng.standard_normal((2, 2)), rng.standard_normal((3, 2)),
+                           rng.standard_normal((3, 2)), reads_old=reads_old).SerializeToString())
+    x = rng.standard_normal((2, 40, 2)).astype(np.float32)
+    if reads_old:
+        with pytest.raises(errors.UnsupportedPatternError) as info:
+            s4dc.compile(path, float_only=True)
+        assert str(info.value) == ("node 'mimo_scan' (Scan): the output reads the old state and A is singular "
+                                   "(condition inf): the new state does not determine it")
+        return
+    ref = ort_run(path, x)
+    y = s4dc.compile(path, float_only=True).run(x)
+    assert np.abs(y - ref).max() <= 1e-4 * np.abs(ref).max()

@@ -146,9 +146,16 @@ def lower_scan(fe: Frontend, node: onnx.NodeProto, ins: list) -> list:
     reads_old = bool(np.abs(C_old).max(initial=0) > 0)
     if reads_old:
         cond = np.linalg.cond(A) if S else 1.0
-        if not np.isfinite(cond) or cond > 1e10:
-            raise _fail(node, f"the output reads the state and A is singular (condition {cond:.3g})")
-        C = np.linalg.solve(A.T, C_old.T).T
+        if np.isfinite(cond) and cond <= 1e10:
+            C = np.linalg.solve(A.T, C_old.T).T
+        else:
+            # A singular: an output of the new state (C_old = C A) still has a
+            # C, any solution giving the same y; one that reads what A
+            # annihilates (the old state itself) has none.
+            C = np.linalg.lstsq(A.T, C_old.T, rcond=None)[0].T
+            if np.abs(C @ A - C_old).max() > 1e-6 * np.abs(C_old).max():
+                raise _fail(node, f"the output reads the old state and A is singular (condition {cond:.3g}): "
+                                  "the new state does not determine it")
         D = D_old - C @ B
     else:
         C, D = C_old, D_old
