@@ -14,7 +14,7 @@ from s4dc import __version__, plugins
 from s4dc.frontend import Frontend
 from s4dc.ir.graph import Graph
 from s4dc.ir.ops import READOUT
-from s4dc.network import NET_FORMAT, NET_FORMAT_VERSION, Network, check_time_length
+from s4dc.network import NET_FORMAT, NET_FORMAT_VERSION, Network, check_accuracy, check_time_length
 from s4dc.frontend.onnx_prep import opset_of, prepare, read_model
 from s4dc.errors import CalibrationError
 from s4dc.options import CompileOptions
@@ -75,6 +75,9 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
     ctx = PassContext(options=opts, calibration_x=calib_x, calibration_note=calib_note or "", config=config,
                       progress=say)
     graph, log = run_flow(graph, flow, ctx, log, after_each=after)
+    for rec in log.to_json():  # far from float: warn, or refuse (strict)
+        if rec["pass"] == "quantize":
+            check_accuracy(rec["changes"], opts.strict, Path(name).name)
     placement = ctx.results.get("placement")
     manifest: dict[str, Any] = {
         "format": NET_FORMAT,

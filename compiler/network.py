@@ -14,7 +14,8 @@ import numpy as np
 
 from s4dc.atomic import umask_mode
 from s4dc.errors import (InputDataError, KernelLengthError, KernelLengthWarning, NetworkFormatError, OutputError,
-                         S4dcError, SaturationError, SaturationWarning, first_line)
+                         QuantizationAccuracyError, QuantizationAccuracyWarning, S4dcError, SaturationError,
+                         SaturationWarning, first_line)
 from s4dc.ir.graph import Graph
 from s4dc.ir.serialize import dump_json, load_graph, save_graph
 from s4dc.ir.verify import verify
@@ -46,6 +47,33 @@ def check_time_length(kernel_lengths: dict[str, int], time_steps: int, strict: b
     if strict:
         raise KernelLengthError(msg + " (strict)")
     warnings.warn(msg, KernelLengthWarning, stacklevel=3)
+    return msg
+
+
+# Quantized output error (relative RMS against float, on the calibration
+# inputs) beyond which the compile warns, or refuses with strict. The shipped
+# models sit at 0.002-3%; far past it a layer's widths are too small for its
+# weights, or weights cancel (a D undoing its modes at tap 0: an output that
+# reads the old state of a fast mode).
+ACCURACY_WARN = 0.10
+
+
+def check_accuracy(quantize_report: dict[str, Any], strict: bool, what: str) -> str | None:
+    """Say (a QuantizationAccuracyWarning, or QuantizationAccuracyError when
+    strict) that the quantize pass's output error exceeds ACCURACY_WARN.
+    Returns the message, or None."""
+    err = quantize_report.get("output_rel_rms_error")
+    if err is None or err <= ACCURACY_WARN:
+        return None
+    layers = quantize_report.get("layers", {})
+    worst = max(((v["rel_rms_error"], k) for k, v in layers.items() if "rel_rms_error" in v), default=None)
+    at = f" (worst layer '{worst[1]}': {worst[0]:.1%})" if worst else ""
+    msg = (f"{what}: the quantized output is {err:.1%} RMS from float on the calibration inputs{at}, over "
+           f"{ACCURACY_WARN:.0%}; widen that layer's widths (--config), or look for weights that cancel "
+           "(a zero-delay D undoing its modes: an output that reads the old state of a fast mode)")
+    if strict:
+        raise QuantizationAccuracyError(msg + " (strict)")
+    warnings.warn(msg, QuantizationAccuracyWarning, stacklevel=3)
     return msg
 
 

@@ -210,7 +210,7 @@ def test_a_quantized_output_far_from_float_warns_or_refuses_when_strict(tmp_path
     assert err > 0.10
     msgs = [str(w.message) for w in rec if issubclass(w.category, errors.QuantizationAccuracyWarning)]
     assert len(msgs) == 1 and re.fullmatch(
-        r"the quantized output is \d+\.\d% RMS from float on the calibration inputs \(worst layer '\w+': "
+        r"old.onnx: the quantized output is \d+\.\d% RMS from float on the calibration inputs \(worst layer '\w+': "
         r"\d+\.\d%\), over 10%; widen that layer's widths \(--config\), or look for weights that cancel \(a "
         r"zero-delay D undoing its modes: an output that reads the old state of a fast mode\)", msgs[0]), msgs
     np.save(tmp_path / "cal.npy", cal)
