@@ -44,9 +44,14 @@ def check_time_length(kernel_lengths: dict[str, int], time_steps: int, strict: b
     msg = (f"{what}: time length {time_steps} exceeds the convolution kernel of layer(s) {names}; beyond "
            f"{min(over.values())} steps the compiled network follows the realized state space, not the ONNX model's "
            "truncated kernel, so outputs differ from onnxruntime's")
+    return _warn_or_raise(msg, strict, KernelLengthError, KernelLengthWarning)
+
+
+def _warn_or_raise(msg: str, strict: bool, error: type[S4dcError], warning: type[UserWarning]) -> str:
+    """A compile-time warning: raised as `error` when strict. Returns the message."""
     if strict:
-        raise KernelLengthError(msg + " (strict)")
-    warnings.warn(msg, KernelLengthWarning, stacklevel=3)
+        raise error(msg + " (strict)")
+    warnings.warn(msg, warning, stacklevel=4)
     return msg
 
 
@@ -71,10 +76,7 @@ def check_accuracy(quantize_report: dict[str, Any], strict: bool, what: str) -> 
     msg = (f"{what}: the quantized output is {err:.1%} RMS from float on the calibration inputs{at}, over "
            f"{ACCURACY_WARN:.0%}; widen that layer's widths (--config), or look for weights that cancel "
            "(a zero-delay D undoing its modes: an output that reads the old state of a fast mode)")
-    if strict:
-        raise QuantizationAccuracyError(msg + " (strict)")
-    warnings.warn(msg, QuantizationAccuracyWarning, stacklevel=3)
-    return msg
+    return _warn_or_raise(msg, strict, QuantizationAccuracyError, QuantizationAccuracyWarning)
 
 
 class Network:
