@@ -155,7 +155,7 @@ def test_s5_pytorch_s5_done_when(tmp_path):
 
 @needs_s5
 @pytest.mark.parametrize("variant, ops", [("bilinear", "MIMOBilinear"), ("degree2", "MIMODiscrete"),
-                                          ("step_scale", "MIMO")])
+                                          ("step_scale", "MIMO"), ("step_scale_keyword", "MIMO")])
 def test_s5_pytorch_variants_export_exactly(variant, ops, tmp_path):
     import s5
 
@@ -176,7 +176,14 @@ def test_s5_pytorch_variants_export_exactly(variant, ops, tmp_path):
                 z = torch.relu(layer(z, 0.5))
             return self.dec(z)
 
-    m = (Scaled if variant == "step_scale" else TwoLayer)(make)
+    class ScaledKeyword(TwoLayer):  # the same by keyword (it was refused: "another step_scale")
+        def forward(self, x):
+            z = self.enc(x)
+            for layer in self.layers:
+                z = torch.relu(layer(z, step_scale=0.5))
+            return self.dec(z)
+
+    m = {"step_scale": Scaled, "step_scale_keyword": ScaledKeyword}.get(variant, TwoLayer)(make)
     assert s4dc_ops(m) == [ops, ops]
     assert float_error(m, tmp_path) <= EXACT
 

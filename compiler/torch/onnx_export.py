@@ -23,6 +23,8 @@ against the model's output on `example_input`, before anything is written.
 """
 from __future__ import annotations
 
+import inspect
+
 import contextlib
 import io
 import os
@@ -143,13 +145,13 @@ def _run_recorded(model: nn.Module, x: torch.Tensor) -> tuple[dict, list[str]]:
     order: list[str] = []
 
     def pre(name):
-        def hook(mod, args):
+        def hook(mod, args, kwargs):
             if name not in calls:
-                calls[name] = args
+                calls[name] = _positional(mod, args, kwargs)
                 order.append(name)
         return hook
 
-    hooks = [m.register_forward_pre_hook(pre(n)) for n, m in model.named_modules()]
+    hooks = [m.register_forward_pre_hook(pre(n), with_kwargs=True) for n, m in model.named_modules()]
     try:
         with torch.no_grad():
             calls["__output__"] = model(x)
@@ -161,6 +163,31 @@ def _run_recorded(model: nn.Module, x: torch.Tensor) -> tuple[dict, list[str]]:
         for h in hooks:
             h.remove()
     return calls, order
+
+
+def _positional(mod: nn.Module, args: tuple, kwargs: dict) -> tuple:
+    """A call's arguments as positional ones, in forward's order (a layer
+    called as `layer(x, step_scale=0.5)` is adapted as `layer(x, 0.5)`), up
+    to the last one given; keyword-only arguments are left out, as before."""
+    if not kwargs:
+        return args
+    try:
+        sig = inspect.signature(mod.forward)
+        bound = sig.bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return args
+    pos = [p for p in sig.parameters.values()
+           if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    last = max((i for i, p in enumerate(pos) if p.name in bound.arguments), default=-1)
+    out = []
+    for p in pos[:last + 1]:
+        if p.name in bound.arguments:
+            out.append(bound.arguments[p.name])
+        elif p.default is not inspect.Parameter.empty:
+            out.append(p.default)
+        else:
+            return args
+    return tuple(out)
 
 
 def _args_of(calls: dict, name: str, layer: nn.Module) -> tuple:
