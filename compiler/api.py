@@ -75,9 +75,9 @@ def compile(model: "str | os.PathLike | bytes | onnx.ModelProto", *, progress: P
     ctx = PassContext(options=opts, calibration_x=calib_x, calibration_note=calib_note or "", config=config,
                       progress=say)
     graph, log = run_flow(graph, flow, ctx, log, after_each=after)
-    for rec in log.to_json():  # far from float: warn, or refuse (strict)
-        if rec["pass"] == "quantize":
-            check_accuracy(rec["changes"], opts.strict, Path(name).name)
+    for rec in log.records:  # far from float: warn, or refuse (strict)
+        if rec.name == "quantize":
+            check_accuracy(rec.changes, opts.strict, Path(name).name)
     placement = ctx.results.get("placement")
     manifest: dict[str, Any] = {
         "format": NET_FORMAT,

@@ -69,11 +69,10 @@ def settle_shift(shift: int | np.ndarray, *weights: np.ndarray) -> int | np.ndar
     shift would pass MAX_SHIFT sit below the output's resolution (a sum of
     8-bit weights times 24-bit messages over up to 1024 inputs, or of 16-bit
     S4D coefficients times a state, is under 2^40, so shifted past 40 bits it
-    is 0 or -1: one output step at most), and a
-    shift over zero weights may be any. A scalar shift covers all the
-    weights; an array one is per element, the weights of its shape. What
-    remains out of range (weights too large for the output) the verifier
-    refuses."""
+    is 0 or -1: one output step at most), and a shift over zero weights may
+    be any. A scalar shift covers all the weights; an array one is per
+    element, the weights of its shape. What remains out of range (weights
+    too large for the output) the verifier refuses."""
     s = np.asarray(shift)
     over = s > MAX_SHIFT
     if s.ndim == 0:

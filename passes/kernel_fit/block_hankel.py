@@ -29,10 +29,11 @@ and grow without bound past it, which is how Loihi 2 runs the recurrence.
 A mode inside `STABLE_RADIUS` (the SISO fit's bound) is kept where the
 realization puts it, however slowly it decays (an exact slow system comes
 back exact). The unstable modes are pulled inside (radius `MAX_RADIUS`,
-angle kept), they keep their B, and their C is corrected by least squares on what the
-realization leaves of the kernel (linear in C, so a mode stays one mode);
-an order that misses `tol` also tries that correction on every mode's C. The
-reported error is that of the returned realization, recomputed from it.
+angle kept), they keep their B, and their C is corrected by least squares
+on what the realization leaves of the kernel (linear in C, so a mode stays
+one mode); an order that misses `tol` also tries that correction on every
+mode's C. The reported error is that of the returned realization,
+recomputed from it, on the balanced kernel (`fit_mimo_kernel`).
 `fit_mimo_kernel` returns the smallest order that meets `tol`, or the best it
 found (the caller refuses it).
 """
